@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from scenedino_core.sscbench import grid
+from scenedino_core.voxels import VoxelGrid, voxel_centers
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 UPSTREAM = REFERENCE / "upstream_v1"
@@ -52,7 +53,7 @@ def test_fov_mask_matches_metric_fixture():
 
 
 def test_centres_velo_and_roundtrip(centers_camera):
-    velo = grid.voxel_centers_velo()
+    velo = voxel_centers(grid.SSCBENCH_GRID)
     assert velo.shape == (256, 256, 32, 3) and velo.dtype == np.float32
     np.testing.assert_allclose(velo[0, 0, 0], [0.1, -25.5, -1.9], atol=1e-6)
     np.testing.assert_allclose(velo[255, 255, 31], [51.1, 25.5, 4.3], atol=1e-5)
@@ -81,18 +82,18 @@ def test_fov_mask_follows_intrinsics():
 
 
 def test_grid_validation_and_constants():
-    g = grid.SSCBenchGrid()
+    g = grid.SSCBENCH_GRID
     assert g.dims == (256, 256, 32) and g.voxel_size == 0.2 and g.origin == (0.0, -25.6, -2.0)
     assert g.scene_size == pytest.approx((51.2, 51.2, 6.4))
     assert g.num_voxels == 2_097_152
     with pytest.raises(ValueError, match="voxel_size"):
-        grid.SSCBenchGrid(voxel_size=0.0)
+        VoxelGrid(origin=(0, 0, 0), voxel_size=0.0, dims=(2, 2, 2))
     with pytest.raises(ValueError, match="dims"):
-        grid.SSCBenchGrid(dims=(256, 256))
+        VoxelGrid(origin=(0, 0, 0), voxel_size=0.2, dims=(256, 256))
     with pytest.raises(ValueError, match=r"\(2, 4\)"):
         grid.voxel_centers_camera(cam_from_velo=np.zeros((2, 4)))
     with pytest.raises(ValueError, match="K"):
         grid.fov_mask(K=np.eye(4))
-    small = grid.SSCBenchGrid(dims=(4, 6, 2))
+    small = VoxelGrid(origin=grid.GRID_ORIGIN_VELO, voxel_size=0.2, dims=(4, 6, 2))
     assert grid.voxel_centers_camera(small).shape == (4, 6, 2, 3)
     assert grid.fov_mask(small).shape == (4, 6, 2)

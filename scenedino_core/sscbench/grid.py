@@ -20,9 +20,10 @@ Numerics (checked bit-exactly against the reference fixture ``upstream_v1/expect
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from .. import voxels
+from ..voxels import VoxelGrid
 
 #: Voxel edge length (m).
 VOXEL_SIZE: float = 0.2
@@ -47,37 +48,8 @@ CY: float = 238.769549
 IMAGE_SIZE: tuple[int, int] = (1408, 376)
 
 
-@dataclass(frozen=True)
-class SSCBenchGrid:
-    """A regular voxel grid in the Velodyne frame.
-
-    ``dims`` = (X, Y, Z) voxel counts, ``origin`` = corner of voxel (0, 0, 0) in metres, ``voxel_size`` in metres.
-    """
-
-    voxel_size: float = VOXEL_SIZE
-    dims: tuple[int, int, int] = GRID_DIMS
-    origin: tuple[float, float, float] = GRID_ORIGIN_VELO
-
-    def __post_init__(self) -> None:
-        if not self.voxel_size > 0:
-            raise ValueError(f"voxel_size must be > 0, got {self.voxel_size}")
-        if len(self.dims) != 3 or any(int(d) <= 0 for d in self.dims):
-            raise ValueError(f"dims must be 3 positive ints, got {self.dims}")
-        if len(self.origin) != 3:
-            raise ValueError(f"origin must have 3 entries, got {self.origin}")
-
-    @property
-    def scene_size(self) -> tuple[float, float, float]:
-        """Extent of the grid in metres (51.2, 51.2, 6.4 for SSCBench)."""
-        return tuple(d * self.voxel_size for d in self.dims)  # type: ignore[return-value]
-
-    @property
-    def num_voxels(self) -> int:
-        return int(np.prod(self.dims))
-
-
 #: The SSCBench-KITTI-360 grid.
-SSCBENCH_GRID = SSCBenchGrid()
+SSCBENCH_GRID = VoxelGrid(origin=GRID_ORIGIN_VELO, voxel_size=VOXEL_SIZE, dims=GRID_DIMS)
 
 
 def cam_to_velo_matrix() -> np.ndarray:
@@ -112,45 +84,19 @@ def _as_4x4(m: np.ndarray, name: str) -> np.ndarray:
     return m
 
 
-def voxel_centers_velo(grid: SSCBenchGrid = SSCBENCH_GRID) -> np.ndarray:
-    """(X, Y, Z, 3) float32 Velodyne-frame voxel centres (origin + (i + 0.5) * voxel_size).
-
-    Rounded as the reference does: float32 origin, float64 sum ``o + s*i + s*0.5``, stored as float32.
-    """
-    origin = np.asarray(grid.origin, dtype=np.float32).astype(np.float64)
-    out = np.empty((*grid.dims, 3), dtype=np.float32)
-    s = float(grid.voxel_size)
-    shapes = ((-1, 1, 1), (1, -1, 1), (1, 1, -1))
-    for axis in range(3):
-        idx = np.arange(grid.dims[axis], dtype=np.float64)
-        coord = ((origin[axis] + s * idx) + s * 0.5).astype(np.float32)
-        out[..., axis] = coord.reshape(shapes[axis])
-    return out
-
-
-def _centers_camera_f64(grid: SSCBenchGrid, cam_from_velo: np.ndarray | None) -> np.ndarray:
-    """(X, Y, Z, 3) float64 camera-frame voxel centres (see module docstring for the rounding)."""
-    m = velo_to_cam_matrix() if cam_from_velo is None else _as_4x4(cam_from_velo, "cam_from_velo")
-    p = voxel_centers_velo(grid).astype(np.float64)
-    x, y, z = p[..., 0], p[..., 1], p[..., 2]
-    out = np.empty_like(p)
-    for r in range(3):
-        out[..., r] = m[r, 0] * x + m[r, 1] * y + m[r, 2] * z + m[r, 3]
-    return out
-
-
-def voxel_centers_camera(grid: SSCBenchGrid = SSCBENCH_GRID, cam_from_velo: np.ndarray | None = None) -> np.ndarray:
+def voxel_centers_camera(grid: VoxelGrid = SSCBENCH_GRID, cam_from_velo: np.ndarray | None = None) -> np.ndarray:
     """(X, Y, Z, 3) float32 camera-frame voxel centres.
 
     ``cam_from_velo``: (4, 4) or (3, 4) Velodyne -> camera transform; default ``velo_to_cam_matrix()`` (the
     float64 inverse of the hard-coded cam->velo matrix). Computed in float64 and cast to float32, which
     reproduces the reference's query points bit-exactly.
     """
-    return _centers_camera_f64(grid, cam_from_velo).astype(np.float32)
+    m = velo_to_cam_matrix() if cam_from_velo is None else _as_4x4(cam_from_velo, "cam_from_velo")
+    return voxels.voxel_centers_camera(grid, m)
 
 
 def fov_mask(
-    grid: SSCBenchGrid = SSCBENCH_GRID,
+    grid: VoxelGrid = SSCBENCH_GRID,
     K: np.ndarray | None = None,
     image_size: tuple[int, int] = IMAGE_SIZE,
     cam_from_velo: np.ndarray | None = None,
@@ -168,7 +114,8 @@ def fov_mask(
     if len(image_size) != 2 or min(image_size) <= 0:
         raise ValueError(f"image_size must be (width, height) > 0, got {image_size}")
     width, height = int(image_size[0]), int(image_size[1])
-    p = _centers_camera_f64(grid, cam_from_velo)
+    m = velo_to_cam_matrix() if cam_from_velo is None else _as_4x4(cam_from_velo, "cam_from_velo")
+    p = voxels.transform_points_f64(voxels.voxel_centers(grid), m)
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     front = z > 0
     with np.errstate(divide="ignore", invalid="ignore"):
