@@ -106,19 +106,20 @@ def convert_official_state_dict(state: Mapping[str, torch.Tensor], model: SceneD
 
 def _load_strict(model: SceneDINO, state: Mapping[str, torch.Tensor], source: str) -> None:
     expected = model.state_dict()
+    variant = f"backbone {model.config.backbone.name!r}, image size {model.config.image_size}"
+    for key, value in state.items():
+        if key in expected and tuple(value.shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"{source}: {key} has shape {tuple(value.shape)} but the model built from the config ({variant}) "
+                f"expects {tuple(expected[key].shape)}; the config and the checkpoint belong to different model "
+                "variants")
     missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
     if missing:
-        raise CheckpointError(f"{source}: {len(missing)} model key(s) missing from the checkpoint: {missing[:8]}"
-                              + (" ..." if len(missing) > 8 else ""))
+        raise CheckpointError(f"{source}: {len(missing)} model key(s) missing from the checkpoint "
+                              f"(model built for {variant}): {missing[:8]}" + (" ..." if len(missing) > 8 else ""))
+    unexpected = sorted(set(state) - set(expected))
     if unexpected:
         raise CheckpointError(f"{source}: unexpected key(s) {unexpected[:8]}")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise CheckpointError(
-                f"{source}: {key} has shape {tuple(value.shape)} but the model built from the config expects "
-                f"{tuple(expected[key].shape)} (backbone {model.config.backbone.name!r}, image size "
-                f"{model.config.image_size}); the config and the checkpoint belong to different model variants")
     model.load_state_dict(state, strict=True)
 
 

@@ -20,7 +20,7 @@ def _check_intrinsics(K: Tensor) -> None:
 
 
 def normalize_intrinsics(K: Tensor, image_size: tuple[int, int]) -> Tensor:
-    """Pixel intrinsics -> normalised intrinsics.
+    """Pixel intrinsics -> normalised intrinsics (computed in float64, returned in the input dtype).
 
     Args:
         K: (..., 3, 3) pixel intrinsics of an image of ``image_size``.
@@ -31,26 +31,32 @@ def normalize_intrinsics(K: Tensor, image_size: tuple[int, int]) -> Tensor:
     """
     _check_intrinsics(K)
     h, w = image_size
-    out = K.clone()
-    out[..., 0, 0] = 2.0 * K[..., 0, 0] / w
-    out[..., 0, 1] = 2.0 * K[..., 0, 1] / w
-    out[..., 0, 2] = 2.0 * K[..., 0, 2] / w - 1.0
-    out[..., 1, 1] = 2.0 * K[..., 1, 1] / h
-    out[..., 1, 2] = 2.0 * K[..., 1, 2] / h - 1.0
-    return out
+    Kd = K.double()
+    out = Kd.clone()
+    out[..., 0, 0] = 2.0 * Kd[..., 0, 0] / w
+    out[..., 0, 1] = 2.0 * Kd[..., 0, 1] / w
+    out[..., 0, 2] = 2.0 * Kd[..., 0, 2] / w - 1.0
+    out[..., 1, 1] = 2.0 * Kd[..., 1, 1] / h
+    out[..., 1, 2] = 2.0 * Kd[..., 1, 2] / h - 1.0
+    return out.to(K.dtype)
 
 
 def denormalize_intrinsics(K_norm: Tensor, image_size: tuple[int, int]) -> Tensor:
-    """Inverse of ``normalize_intrinsics``: (..., 3, 3) normalised -> pixel intrinsics of an (H, W) image."""
+    """Inverse of ``normalize_intrinsics``: (..., 3, 3) normalised -> pixel intrinsics of an (H, W) image.
+
+    In float64 both directions are exact for float32 inputs, so a float64 round trip reproduces normalised
+    intrinsics bit for bit.
+    """
     _check_intrinsics(K_norm)
     h, w = image_size
-    out = K_norm.clone()
-    out[..., 0, 0] = K_norm[..., 0, 0] * w / 2.0
-    out[..., 0, 1] = K_norm[..., 0, 1] * w / 2.0
-    out[..., 0, 2] = (K_norm[..., 0, 2] + 1.0) * w / 2.0
-    out[..., 1, 1] = K_norm[..., 1, 1] * h / 2.0
-    out[..., 1, 2] = (K_norm[..., 1, 2] + 1.0) * h / 2.0
-    return out
+    Kd = K_norm.double()
+    out = Kd.clone()
+    out[..., 0, 0] = Kd[..., 0, 0] * w / 2.0
+    out[..., 0, 1] = Kd[..., 0, 1] * w / 2.0
+    out[..., 0, 2] = (Kd[..., 0, 2] + 1.0) * w / 2.0
+    out[..., 1, 1] = Kd[..., 1, 1] * h / 2.0
+    out[..., 1, 2] = (Kd[..., 1, 2] + 1.0) * h / 2.0
+    return out.to(K_norm.dtype)
 
 
 def project(points: Tensor, K_norm: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -63,7 +63,7 @@ class SceneDINO(nn.Module):
         # channels-last makes the per-point bilinear lookups ~8x faster on CPU (same values)
         features = self.decoder(self.backbone(images)).contiguous(memory_format=torch.channels_last)
         K_norm = K if normalized else geometry.normalize_intrinsics(K, self.config.image_size)
-        return FeatureVolume(features=features, intrinsics=K_norm, images=images)
+        return FeatureVolume(features=features, intrinsics=K_norm.to(images), images=images)
 
     def _check_inputs(self, images: Tensor, intrinsics: Tensor) -> tuple[Tensor, Tensor]:
         h, w = self.config.image_size
@@ -75,7 +75,7 @@ class SceneDINO(nn.Module):
         lo, hi = float(images.min()), float(images.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ValueError(f"images must be RGB in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
-        K = intrinsics.to(images)
+        K = torch.as_tensor(intrinsics, device=images.device).double()
         if K.ndim == 2:
             K = K.expand(images.shape[0], 3, 3)
         if K.shape != (images.shape[0], 3, 3):
