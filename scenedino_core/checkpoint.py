@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,13 +131,13 @@ def read_checkpoint_file(path: str | Path) -> Any:
         raise CheckpointError(f"{path} is a directory; pass the checkpoint file (e.g. {path / 'checkpoint.pt'})")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        size = path.stat().st_size
-        raise CheckpointError(f"{path} ({size} bytes) is not a readable PyTorch checkpoint (truncated or not a "
-                              f"checkpoint?): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-    except Exception as exc:  # weights_only unpickler rejections come as pickle.UnpicklingError and friends
-        raise CheckpointError(f"{path}: refused to load (only tensors and plain containers are accepted): "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "Weights only load failed" in str(exc) and "Unsupported global" in str(exc):
+            raise CheckpointError(f"{path}: refused to load: it contains pickled Python objects, and only tensors "
+                                  f"and plain containers are accepted ({first})") from exc
+        raise CheckpointError(f"{path} ({path.stat().st_size} bytes) is not a readable PyTorch checkpoint "
+                              f"(truncated, corrupt or another format): {first}") from exc
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu", config: SceneDINOConfig | str | Path |

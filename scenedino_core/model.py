@@ -76,7 +76,7 @@ class SceneDINO(nn.Module):
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ValueError(f"images must be RGB in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
         K = torch.as_tensor(intrinsics, device=images.device).double()
-        if K.ndim == 2:
+        if K.shape == (3, 3):
             K = K.expand(images.shape[0], 3, 3)
         if K.shape != (images.shape[0], 3, 3):
             raise ValueError(f"intrinsics must have shape (3, 3) or ({images.shape[0]}, 3, 3) to match the images, "
