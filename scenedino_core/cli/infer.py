@@ -1,0 +1,151 @@
+"""``scenedino-infer``: offline SceneDINO inference on one image (points, rendered views, SSC voxel grid)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import images as imgs
+from .. import visualize
+from ..checkpoint import load_model
+from ..config import SceneDINOConfig
+from ..labels import ssc_palette, train_palette
+from ..model import SceneDINO
+from ..semantics import PredictionMode
+from ..sscbench import grid as sscgrid
+from ..voxels import predict_voxels
+
+_logger = logging.getLogger("scenedino-infer")
+
+RANDOM_BANNER = """
+#####################################################################################
+#  NO CHECKPOINT: this run uses RANDOMLY INITIALISED weights (--random-weights).     #
+#  Every output below is noise that only proves the pipeline runs end to end.       #
+#  Get real weights with:  scenedino-download ssc-kitti-360-dino                    #
+#####################################################################################"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scenedino-infer", description=__doc__)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", type=Path, help="input image (any size; scaled to cover the model input, "
+                                                "centre-cropped)")
+    src.add_argument("--sample-image", action="store_true", help="use the project's procedural street image")
+    w = p.add_mutually_exclusive_group(required=True)
+    w.add_argument("--checkpoint", type=Path, help="official checkpoint.pt (training_config.yaml beside it) or a "
+                                                   "scenedino-ros checkpoint")
+    w.add_argument("--random-weights", action="store_true", help="randomly initialised full-size model (testing)")
+    p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                   help="pixel intrinsics of --image (default: KITTI-360 rectified camera 00 scaled to the image)")
+    p.add_argument("--mode", default=PredictionMode.STEGO_KMEANS.value, choices=[m.value for m in PredictionMode])
+    p.add_argument("--points", type=Path, help="(N, 3) .npy of camera-frame points (x right, y down, z forward, m)")
+    p.add_argument("--grid", action="store_true", help="predict the SSCBench 256x256x32 grid (KITTI-360 camera "
+                                                       "mounting) and write ssc_labels / fov_mask + a BEV picture")
+    p.add_argument("--render", action="store_true", help="render depth, semantics and feature PCA of the input view")
+    p.add_argument("--render-stride", type=int, default=1, help="render every n-th pixel (faster)")
+    p.add_argument("--out", type=Path, default=Path("outputs/infer/result.npz"), help="output .npz")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
+    return p
+
+
+def _load(args: argparse.Namespace) -> SceneDINO:
+    if args.random_weights:
+        _logger.warning(RANDOM_BANNER)
+        torch.manual_seed(args.seed)
+        return SceneDINO(SceneDINOConfig()).eval().to(args.device)
+    return load_model(args.checkpoint, device=args.device)
+
+
+def _input(args: argparse.Namespace, size: tuple[int, int]) -> imgs.FittedImage:
+    rgb = imgs.synthetic_street_image(size) if args.sample_image else imgs.read_rgb(args.image)
+    if args.intrinsics is not None:
+        K = imgs.intrinsics_matrix(*args.intrinsics)
+    else:
+        K = imgs.kitti360_intrinsics(rgb.shape[:2])
+        _logger.info("no --intrinsics: assuming KITTI-360 camera 00 scaled to %dx%d", rgb.shape[1], rgb.shape[0])
+    return imgs.fit_to_model(rgb, K, size)
+
+
+def read_points(path: Path) -> np.ndarray:
+    try:
+        pts = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable .npy array ({exc})") from exc
+    if pts.ndim != 2 or pts.shape[1] != 3 or not np.issubdtype(pts.dtype, np.number):
+        raise ValueError(f"{path}: points must be an (N, 3) numeric array, got {pts.shape} {pts.dtype}")
+    if not np.all(np.isfinite(pts)):
+        raise ValueError(f"{path}: points contain NaN or infinite values")
+    return pts.astype(np.float32)
+
+
+def run(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    model = _load(args)
+    fitted = _input(args, model.config.image_size)
+    mode = PredictionMode.parse(args.mode)
+    out_dir = args.out.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, np.ndarray] = {"intrinsics": fitted.intrinsics, "mode": np.array(mode.value),
+                                     "random_weights": np.array(bool(args.random_weights))}
+    with torch.no_grad():
+        image = imgs.to_tensor_image(fitted.rgb).to(args.device)
+        volume = model.encode(image, torch.from_numpy(fitted.intrinsics))
+        if args.points is not None:
+            pts = torch.from_numpy(read_points(args.points))[None]
+            q = model.query(volume, pts, mode=mode)
+            result.update(sigma=q.sigma[0].cpu().numpy(), features=q.features[0].cpu().numpy(),
+                          invalid=q.outside[0].cpu().numpy(), classes=q.classes[0].cpu().numpy().astype(np.uint8))
+        pictures = {"input": fitted.rgb}
+        if args.render:
+            o, d, (h, w) = model.image_rays(volume, args.render_stride)
+            r = model.render(volume, o, d, mode=mode)
+            depth = r.depth[0].reshape(h, w).cpu().numpy()
+            classes = r.classes[0].reshape(h, w).cpu().numpy()
+            result.update(render_depth=depth, render_classes=classes.astype(np.uint8))
+            pictures.update(depth=visualize.colorize_depth(depth),
+                            semantics=visualize.colorize_labels(classes, train_palette()),
+                            features=visualize.pca_rgb(r.features[0].reshape(h, w, -1).cpu().numpy()))
+        if args.grid:
+            fov = sscgrid.fov_mask()
+            pred = predict_voxels(model, volume, sscgrid.voxel_centers_camera(), sscgrid.VOXEL_SIZE, mode=mode,
+                                  semantic_mask=fov)
+            result.update(ssc_labels=pred.labels, fov_mask=fov, sigma_grown=pred.sigma_grown)
+            pictures["bev"] = visualize.bev_image(pred.labels, ssc_palette(), in_view=fov)
+    _write_npz(args.out, result)
+    for name, pic in pictures.items():
+        imgs.write_rgb(out_dir / f"{args.out.stem}_{name}.png", pic)
+    if args.render:
+        imgs.write_rgb(out_dir / f"{args.out.stem}_overview.png",
+                       visualize.side_by_side(*(pictures[k] for k in ("input", "depth", "semantics", "features")),
+                                              height=192))
+    return result
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        result = run(args)
+    except (FileNotFoundError, ValueError) as exc:  # CheckpointError and ConfigError are ValueErrors
+        print(f"scenedino-infer: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({', '.join(sorted(result))})")
+    for png in sorted(args.out.parent.glob(f"{args.out.stem}_*.png")):
+        print(f"wrote {png}")
+    if args.random_weights:
+        print("NOTE: random weights were used; the outputs are not predictions.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
