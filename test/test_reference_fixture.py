@@ -236,3 +236,39 @@ def test_official_rules_have_no_dead_entries(upstream):
     keys = [r.key for r in read_manifest(upstream / "manifest_v1.tsv")]
     for rule in OFFICIAL_RULES:
         assert any(k.startswith(rule.prefix) for k in keys), f"rule {rule.prefix} matches no official key"
+
+
+@pytest.fixture(scope="module")
+def ssc_all_voxels(model, volume):
+    """Every voxel of the SSCBench grid through every head (the reference protocol, no shortcuts)."""
+    from scenedino_core.sscbench import grid
+    from scenedino_core.voxels import predict_voxels
+
+    everything = np.ones(grid.GRID_DIMS, bool)
+    return predict_voxels(model, volume, grid.voxel_centers_camera(), 0.2, semantic_mask=everything,
+                          occupied_only=False)
+
+
+def test_ssc_voxels_match_reference(ssc_all_voxels, inputs, expected):
+    from scenedino_core.sscbench import grid
+
+    b = inputs["ssc_box"]
+    box = (slice(*b[0]), slice(*b[1]), slice(*b[2]))
+    np.testing.assert_array_equal(grid.voxel_centers_camera()[box], expected["ssc_voxel_centers_box"])
+    np.testing.assert_array_equal(grid.fov_mask(), expected["ssc_fov_mask_full"].astype(bool))
+    close(ssc_all_voxels.sigma[box], expected["ssc_sigma_raw_box"])
+    close(ssc_all_voxels.sigma_grown[box], expected["ssc_sigma_grown_box"])
+    np.testing.assert_array_equal(ssc_all_voxels.train_ids[box], expected["ssc_trainid_box"])
+    agree = (ssc_all_voxels.labels == expected["ssc_label_full"]).mean()
+    assert agree >= 0.9999, f"only {agree:.6f} of the SSC labels agree"
+
+
+def test_ssc_occupied_only_path_is_identical(model, volume, ssc_all_voxels, expected):
+    from scenedino_core.sscbench import grid
+    from scenedino_core.voxels import predict_voxels
+
+    fov = grid.fov_mask()
+    fast = predict_voxels(model, volume, grid.voxel_centers_camera(), 0.2, semantic_mask=fov)
+    np.testing.assert_array_equal(fast.labels, np.where(fov, ssc_all_voxels.labels, 0))
+    assert (fast.labels[fov] == expected["ssc_label_full"][fov]).mean() >= 0.9999
+    assert (fast.train_ids != 255).sum() < fov.sum()
