@@ -46,9 +46,20 @@ class FieldMLP(nn.Module):
             nn.init.kaiming_normal_(lin.weight, a=0, mode="fan_in")
             nn.init.zeros_(lin.bias)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x: (N, d_in) -> sigma (N,) >= 0 (softplus), features (N, feature_dim)."""
-        out = self.lin_out(F.relu(self.lin_in(x)))
+    def forward(self, features: Tensor, code: Tensor) -> tuple[Tensor, Tensor]:
+        """The MLP on the input ``[features | code]`` without materialising the concatenation.
+
+        Args:
+            features: (N, C) sampled image features.
+            code: (N, d_in - C) positional code.
+
+        Returns:
+            sigma (N,) >= 0 (softplus) and reduced features (N, feature_dim).
+        """
+        c = features.shape[-1]
+        w = self.lin_in.weight
+        hidden = torch.addmm(self.lin_in.bias, features, w[:, :c].T).addmm_(code, w[:, c:].T)
+        out = self.lin_out(F.relu(hidden))
         return F.softplus(out[:, 0]), out[:, 1:]
 
 

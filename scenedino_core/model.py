@@ -86,15 +86,16 @@ class SceneDINO(nn.Module):
         return images, K
 
     # ------------------------------------------------------------------ points
-    def field_inputs(self, volume: FeatureVolume, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """MLP inputs for camera-frame points.
+    def field_inputs(self, volume: FeatureVolume, points: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """What the field MLP sees for camera-frame points (its input is ``[features | code]``).
 
         Args:
             volume: encoded images.
             points: (B, N, 3) points in the camera frame of the encoded images.
 
         Returns:
-            mlp_input (B, N, C + 39), outside (B, N) bool, clamped normalised coords (B, N, 2).
+            features (B, N, C) sampled at the projection, positional code (B, N, 39) of (u, v, inverse depth),
+            outside (B, N) bool, clamped normalised image coordinates (B, N, 2).
         """
         uv, z, outside = geometry.project(points, volume.intrinsics)
         uv = uv.clamp(-2.0, 2.0)
@@ -102,7 +103,7 @@ class SceneDINO(nn.Module):
         zn = geometry.normalized_inverse_depth(z, self.config.field.z_near, self.config.field.z_far)
         b, n = z.shape
         code = self.encoding(torch.cat([uv, zn.unsqueeze(-1)], dim=-1).reshape(b * n, 3)).reshape(b, n, -1)
-        return torch.cat([feats, code], dim=-1), outside, uv
+        return feats, code, outside, uv
 
     def query(self, volume: FeatureVolume, points: Tensor, *, expand: bool = False,
               mode: PredictionMode | str | None = None, chunk_size: int = DEFAULT_CHUNK) -> FieldOutput:
@@ -130,8 +131,8 @@ class SceneDINO(nn.Module):
     def _query_chunk(self, volume: FeatureVolume, points: Tensor, expand: bool,
                      mode: PredictionMode | str | None) -> FieldOutput:
         b, n, _ = points.shape
-        mlp_in, outside, uv = self.field_inputs(volume, points)
-        sigma, feats = self.mlp(mlp_in.reshape(b * n, -1))
+        sampled, code, outside, uv = self.field_inputs(volume, points)
+        sigma, feats = self.mlp(sampled.reshape(b * n, -1), code.reshape(b * n, -1))
         rgb = _sample(volume.images, uv)
         expanded = classes = None
         if expand or mode is not None:

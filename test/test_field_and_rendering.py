@@ -25,8 +25,12 @@ def test_positional_encoding_layout():
 
 def test_field_mlp_density_is_nonnegative():
     mlp = FieldMLP(7, FieldConfig(hidden_dim=8, feature_dim=5))
-    sigma, feat = mlp(torch.randn(100, 7) * 10)
+    x = torch.randn(100, 7) * 10
+    sigma, feat = mlp(x[:, :4], x[:, 4:])
     assert sigma.shape == (100,) and feat.shape == (100, 5) and (sigma >= 0).all()
+    out = mlp.lin_out(torch.relu(mlp.lin_in(x)))  # same as the plain MLP on the concatenated input
+    torch.testing.assert_close(sigma, torch.nn.functional.softplus(out[:, 0]))
+    torch.testing.assert_close(feat, out[:, 1:])
 
 
 def test_expansion_is_unit_length():

@@ -112,8 +112,8 @@ def test_dpt_map(volume, expected):
 
 def test_mlp_inputs(model, volume, inputs, expected):
     with torch.no_grad():
-        mlp_in, _, _ = model.field_inputs(volume, torch.from_numpy(inputs["points"][:256])[None])
-    close(mlp_in[0].numpy(), expected["point_mlp_input_first256"])
+        feats, code, _, _ = model.field_inputs(volume, torch.from_numpy(inputs["points"][:256])[None])
+    close(torch.cat([feats, code], dim=-1)[0].numpy(), expected["point_mlp_input_first256"])
 
 
 def test_point_density_features_and_flags(points_out, inputs, expected):
