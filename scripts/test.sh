@@ -10,7 +10,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-[ -x .venv/bin/python ] || { echo "test.sh: ERROR: .venv is missing; run scripts/setup.sh first" >&2; exit 2; }
+bash scripts/setup.sh >/dev/null || { echo "test.sh: ERROR: scripts/setup.sh failed; run it to see why" >&2; exit 2; }
 # shellcheck disable=SC1091
 . .venv/bin/activate
 
