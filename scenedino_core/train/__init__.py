@@ -1,0 +1,1 @@
+"""Training of both SceneDINO stages (feature field, unsupervised semantic head)."""
