@@ -48,20 +48,25 @@ class SceneDINO(nn.Module):
             self.artifact_field = nn.Parameter(0.001 * torch.randn(dim, h // stride, w // stride))
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, images: Tensor, intrinsics: Tensor, *, normalized: bool = False) -> FeatureVolume:
+    def encode(self, images: Tensor, intrinsics: Tensor, *, normalized: bool = False,
+               flip: bool = False) -> FeatureVolume:
         """Encode images.
 
         Args:
             images: (B, 3, H, W) RGB in [0, 1] with (H, W) = ``config.image_size``.
             intrinsics: (B, 3, 3) or (3, 3) pixel intrinsics of those images, or normalised intrinsics
                 (``geometry.normalize_intrinsics``) when ``normalized`` is set (as KITTI-360 loaders produce them).
+            flip: encode the mirrored images and mirror the features back (training augmentation).
 
         Returns:
             The feature volume to query.
         """
         images, K = self._check_inputs(images, intrinsics)
+        features = self.decoder(self.backbone(images.flip(-1) if flip else images))
+        if flip:
+            features = features.flip(-1)
         # channels-last makes the per-point bilinear lookups ~8x faster on CPU (same values)
-        features = self.decoder(self.backbone(images)).contiguous(memory_format=torch.channels_last)
+        features = features.contiguous(memory_format=torch.channels_last)
         K_norm = K if normalized else geometry.normalize_intrinsics(K, self.config.image_size)
         return FeatureVolume(features=features, intrinsics=K_norm.to(images), images=images)
 
