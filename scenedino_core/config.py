@@ -92,12 +92,12 @@ class SceneDINOConfig:
 T = TypeVar("T")
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
+def _convert(tp: Any, value: Any, where: str, base: Any = None) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return from_dict(tp, value, where)
+        return from_dict(tp, value, where, base=base)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -128,6 +128,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -138,15 +143,17 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
-    """Build the frozen dataclass ``cls`` from a (partial) nested mapping; unknown keys raise ``ConfigError``."""
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", base: T | None = None) -> T:
+    """Build the frozen dataclass ``cls`` from a (partial) nested mapping on top of ``base`` (default: the class
+    defaults); nested sections override field by field. Unknown keys raise ``ConfigError``."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
+    base = cls() if base is None else base
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}", getattr(base, k)) for k, v in data.items()}
+    return dataclasses.replace(base, **kwargs)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

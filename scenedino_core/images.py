@@ -130,3 +130,21 @@ def synthetic_street_image(size: tuple[int, int] = (192, 640), seed: int = 0) ->
         img[horizon - 8:horizon + 12, tx - 2:tx + 2] = (80, 60, 40)
     cv2.rectangle(img, (cx + w // 10, horizon + 6), (cx + w // 10 + w // 12, horizon + 26), (150, 20, 20), -1)
     return img
+
+
+def resize_whole_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a whole (H0, W0, 3) uint8 image to ``size`` = (H, W) with ``cv2.INTER_LINEAR``; no crop, aspect not kept.
+
+    This is how the original KITTI-360 / SSCBench loaders feed the model (1408 x 376 -> 640 x 192). Such a resize
+    leaves the *normalised* intrinsics unchanged, so pass ``geometry.normalize_intrinsics(K_full, (H0, W0))`` with
+    ``normalized=True`` to ``SceneDINO.encode``.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) == 0:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
+    h, w = int(size[0]), int(size[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"size must be (H, W) > 0, got {size}")
+    if rgb.shape[:2] == (h, w):
+        return np.ascontiguousarray(rgb)
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
