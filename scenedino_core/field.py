@@ -58,7 +58,23 @@ class FieldMLP(nn.Module):
         """
         c = features.shape[-1]
         w = self.lin_in.weight
-        hidden = torch.addmm(self.lin_in.bias, features, w[:, :c].T).addmm_(code, w[:, c:].T)
+        return self.head(torch.addmm(self.lin_in.bias, features, w[:, :c].T).addmm_(code, w[:, c:].T))
+
+    def project_features(self, maps: Tensor) -> Tensor:
+        """(B, C, H, W) feature maps -> (B, hidden, H, W): the first layer's feature part applied per pixel.
+
+        Bilinear sampling is linear, so sampling these maps equals applying the layer to sampled features.
+        """
+        c = maps.shape[1]
+        return F.conv2d(maps, self.lin_in.weight[:, :c, None, None])
+
+    def forward_projected(self, projected: Tensor, code: Tensor) -> tuple[Tensor, Tensor]:
+        """The MLP from sampled ``project_features`` values (N, hidden) and the code (N, d_in - C)."""
+        c = self.lin_in.weight.shape[1] - code.shape[-1]
+        return self.head(torch.addmm(projected + self.lin_in.bias, code, self.lin_in.weight[:, c:].T))
+
+    def head(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """First-layer pre-activations (N, hidden) -> sigma (N,), reduced features (N, feature_dim)."""
         out = self.lin_out(F.relu(hidden))
         return F.softplus(out[:, 0]), out[:, 1:]
 

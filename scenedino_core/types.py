@@ -16,10 +16,18 @@ class FeatureVolume:
     """(B, 3, 3) normalised intrinsics of the encoded images (see ``geometry.normalize_intrinsics``)."""
     images: Tensor
     """(B, 3, H, W) the encoded RGB images in [0, 1] (for colour sampling)."""
+    projected: Tensor | None = None
+    """(B, hidden, Hf, Wf) features already multiplied by the field MLP's first layer (``SceneDINO.for_dense_queries``);
+    sampling these instead of ``features`` gives the same hidden activations at half the per-point cost."""
 
     @property
     def batch_size(self) -> int:
         return self.features.shape[0]
+
+    def item(self, i: int) -> "FeatureVolume":
+        """The volume of batch item ``i`` (batch size 1)."""
+        return FeatureVolume(self.features[i:i + 1], self.intrinsics[i:i + 1], self.images[i:i + 1],
+                             None if self.projected is None else self.projected[i:i + 1])
 
 
 @dataclass(frozen=True)

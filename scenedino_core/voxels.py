@@ -146,6 +146,8 @@ def predict_voxels(model: SceneDINO, volume: FeatureVolume, centers: np.ndarray 
     device = volume.features.device
     flat = pts.reshape(1, -1, 3).to(device=device, dtype=volume.features.dtype)
     with torch.no_grad():
+        if volume.projected is None and flat.shape[1] > volume.features[0, 0].numel():
+            volume = model.for_dense_queries(volume)
         out = model.query(volume, flat, chunk_size=chunk_size)
         sub_sigma = out.sigma.reshape(X, Y, Z, n)
         sigma = sub_sigma.amax(dim=-1)

@@ -90,3 +90,16 @@ def test_core_import_has_no_ros_and_no_side_effects():
             "scenedino_core.evaluation; assert 'rclpy' not in sys.modules; "
             "assert not any(m.startswith(('sensor_msgs', 'rclpy')) for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_dense_query_path_equals_plain_query(model, volume):
+    dense = model.for_dense_queries(volume)
+    assert dense.projected.shape == (2, 16, *volume.features.shape[-2:])
+    with torch.no_grad():
+        a = model.query(volume, points(200), mode="stego_kmeans")
+        b = model.query(dense, points(200), mode="stego_kmeans")
+    torch.testing.assert_close(a.sigma, b.sigma, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.features, b.features, atol=1e-5, rtol=1e-5)
+    assert torch.equal(a.outside, b.outside) and (a.classes == b.classes).float().mean() > 0.99
+    single = volume.item(1)
+    assert single.batch_size == 1 and torch.equal(single.features[0], volume.features[1])

@@ -73,7 +73,7 @@ def field_crops(model: SceneDINO, volume, depth: Tensor, origins: Tensor, direct
         if centres.shape[0] == 0:
             continue
         pts = ball_points(centres, 4 * cfg.points_per_crop, cfg.crop_radius_m, generator)
-        vol_i = type(volume)(volume.features[i:i + 1], volume.intrinsics[i:i + 1], volume.images[i:i + 1])
+        vol_i = volume.item(i)
         out = model.query(vol_i, pts.reshape(1, -1, 3), expand=True)
         sigma = out.sigma.reshape(pts.shape[:2])
         feats = out.expanded.reshape(*pts.shape[:2], -1)
