@@ -9,8 +9,6 @@ unknown, and any missing model key, is an error. Loading never unpickles arbitra
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .atomic import atomic_path
 from .config import SceneDINOConfig, from_dict, from_reference_config, to_dict
 from .model import SceneDINO
 
@@ -189,19 +188,8 @@ def save_checkpoint(path: str | Path, model: SceneDINO, meta: Mapping[str, Any] 
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path`` (``atomic_path``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(obj, f)
     return path
-
-

@@ -81,12 +81,7 @@ class Dataset2D(Protocol):
 
 def read_label_png(path: str | Path) -> np.ndarray:
     """(H, W) single-channel label-id PNG -> uint8/uint16 array; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label image not found: {path}")
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise ValueError(f"{path} is not a readable image (corrupt or unsupported format)")
+    arr = images.read_image(path, cv2.IMREAD_UNCHANGED, what="label image")
     if arr.ndim != 2:
         raise ValueError(f"{path}: expected a single-channel label-id image, got shape {arr.shape} "
                          "(a colour *_rgb / *_color file?)")

@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic import atomic_write_bytes
+
 #: KITTI-360 rectified perspective camera 00 at full resolution (1408 x 376): fx, fy, cx, cy.
 KITTI360_CAM00 = (552.554261, 552.554261, 682.049453, 238.769549)
 KITTI360_IMAGE_SIZE = (376, 1408)
@@ -28,28 +30,29 @@ def kitti360_intrinsics(image_size: tuple[int, int]) -> np.ndarray:
     return intrinsics_matrix(fx * sx, fy * sy, cx * sx, cy * sy)
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB image from a file; ``FileNotFoundError``/``ValueError`` naming the file otherwise."""
+def read_image(path: str | Path, flags: int = cv2.IMREAD_COLOR, what: str = "image") -> np.ndarray:
+    """``cv2.imread(path, flags)``; ``FileNotFoundError`` ("{what} not found") / ``ValueError`` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
+        raise FileNotFoundError(f"{what} not found: {path}")
+    arr = cv2.imread(str(path), flags)
+    if arr is None:
         raise ValueError(f"{path} is not a readable image (corrupt or unsupported format)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return arr
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB image from a file; ``FileNotFoundError``/``ValueError`` naming the file otherwise."""
+    return cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
 
 
 def write_rgb(path: str | Path, rgb: np.ndarray) -> Path:
     """Write an (H, W, 3) uint8 RGB image (PNG/JPEG by extension), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"could not encode {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(path, buf.tobytes())
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,11 @@ from scenedino_core.model import SceneDINO
 from scenedino_core.sscbench import grid
 from scenedino_core.sscbench import io as sio
 from scenedino_core.sscbench import metrics as M
+from scenedino_core.sscbench.assignment import (assign_clusters, head_confusion, representative_trainids,
+                                                ssc_confusion_from_heads)
 from scenedino_core.sscbench.dataset import SSCBenchKitti360, model_input
+from scenedino_core.sscbench.evaluate import EvalOptions, evaluate_sscbench
+from scenedino_core.sscbench.frame_cache import FrameCache
 from scenedino_core.voxels import VoxelPrediction, predict_voxels
 
 TEST_SEQ = "2013_05_28_drive_0009_sync"
@@ -226,36 +230,36 @@ def test_missing_and_broken_inputs_name_the_file(tmp_path, data, capsys):
     def opts(**kw):
         base = dict(sscbench=ssc, voxel_gt=vgt, checkpoint=ckpt, out=tmp_path / "out")
         base.update(kw)
-        return ev.EvalOptions(**base)
+        return EvalOptions(**base)
 
     img = sio.sscbench_image_path(ssc, TEST_SEQ, 1)  # the first frame: errors come before any model work
     saved = img.read_bytes()
     img.unlink()
     with pytest.raises(FileNotFoundError, match=str(img)):
-        ev.run(opts())
+        evaluate_sscbench(opts())
     img.write_bytes(saved[: len(saved) // 3])  # truncated PNG
     with pytest.raises(ValueError, match=str(img)):
-        ev.run(opts(out=tmp_path / "out2"))
+        evaluate_sscbench(opts(out=tmp_path / "out2"))
     img.write_bytes(saved)
 
     gt = sio.voxel_gt_path(vgt, TEST_SEQ, 1)
     gt_bytes = gt.read_bytes()
     gt.write_bytes(gt_bytes[: len(gt_bytes) // 2])  # truncated .npy
     with pytest.raises(ValueError, match=str(gt)):
-        ev.run(opts(out=tmp_path / "out3"))
+        evaluate_sscbench(opts(out=tmp_path / "out3"))
     gt.write_bytes(gt_bytes)
 
     with pytest.raises(FileNotFoundError, match="requested frame"):
-        ev.run(opts(frames=(1, 99)))
+        evaluate_sscbench(opts(frames=(1, 99)))
     persp = ssc / "calibration" / "perspective.txt"
     persp.rename(persp.with_suffix(".bak"))
     with pytest.raises(FileNotFoundError, match=str(persp)):
-        ev.run(opts())
+        evaluate_sscbench(opts())
     persp.with_suffix(".bak").rename(persp)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        ev.run(opts(checkpoint=tmp_path / "nope.pt"))
+        evaluate_sscbench(opts(checkpoint=tmp_path / "nope.pt"))
     with pytest.raises(FileNotFoundError, match="voxel GT root not found"):
-        ev.run(opts(voxel_gt=tmp_path / "nope"))
+        evaluate_sscbench(opts(voxel_gt=tmp_path / "nope"))
     # the CLI turns these into one clear line and exit status 2
     assert ev.main(["--sscbench", str(ssc), "--voxel-gt", str(tmp_path / "nope"), "--checkpoint", str(ckpt),
                     "--out", str(tmp_path / "o")]) == 2
@@ -285,7 +289,7 @@ def test_assign_on_val(data, tmp_path, monkeypatch):
     val = s["assignment"]["val"]
     assert val["sequence"] == VAL_SEQ and val["frames"] == [8]
     assignment = s["assignment"]["cluster_to_trainid"]
-    assert len(assignment) == 19 and set(assignment) <= set(ev.representative_trainids().tolist())
+    assert len(assignment) == 19 and set(assignment) <= set(representative_trainids().tolist())
     assert s["report"]["hungarian"]["reassignment_argsort"] == val["reassignment_argsort"]
     assert "hungarian_on_test" in s["extra_reports"]
     md = (out / "results.md").read_text()
@@ -310,12 +314,12 @@ def test_head_confusion_reproduces_accumulate_frame_exactly():
     head_ids = np.where(computed, np.where(alpha0, 0, clusters), labels.UNKNOWN).astype(np.uint8)
     pred = VoxelPrediction(sigma=sigma, sigma_grown=grown, train_ids=head_ids, labels=np.zeros(SHAPE, np.uint8),
                            in_view=fov, voxel_size=0.2)
-    conf = ev.head_confusion(gt, pred, fov, 19)
-    _, assignment = ev.assign_clusters(conf[:19])
+    conf = head_confusion(gt, pred, fov, 19)
+    _, assignment = assign_clusters(conf[:19])
     trainids = np.where(alpha0, 0, assignment[clusters])  # what predict_voxels yields under that assignment
     trainids = np.where(computed, trainids, 0)
     expected = M.accumulate_frame(gt, trainids, grown, fov).ranges["51.2"].confusion
-    np.testing.assert_array_equal(ev.ssc_confusion_from_heads(conf, assignment), expected)
+    np.testing.assert_array_equal(ssc_confusion_from_heads(conf, assignment), expected)
 
 
 def test_assign_clusters_recovers_a_known_matching():
@@ -324,9 +328,9 @@ def test_assign_clusters_recovers_a_known_matching():
     conf = rng.integers(0, 50, (19, 16))
     for label, cluster in enumerate(truth):
         conf[cluster, label] += 10_000
-    label_of, trainid = ev.assign_clusters(conf)
+    label_of, trainid = assign_clusters(conf)
     np.testing.assert_array_equal(label_of[truth], np.arange(16))
-    rep = ev.representative_trainids()
+    rep = representative_trainids()
     assert rep[0] == 10 and rep[9] == 2 and rep[5] == 15  # sky, building, bus
     np.testing.assert_array_equal(labels.TRAINID_TO_SSC[rep], np.arange(16))
     np.testing.assert_array_equal(trainid, rep[label_of])
@@ -352,10 +356,10 @@ def test_assign_on_val_linear_mode_has_no_cluster_assignment(data, tmp_path):
 
 
 def test_frame_cache_rejects_other_settings(tmp_path, caplog):
-    a = ev.FrameCache(tmp_path, {"mode": "stego_kmeans"})
+    a = FrameCache(tmp_path, {"mode": "stego_kmeans"})
     a.store(5, {"x": 1}, 0.5)
     assert a.load(5)["payload"] == {"x": 1} and a.load(6) is None
-    b = ev.FrameCache(tmp_path, {"mode": "direct_linear"})
+    b = FrameCache(tmp_path, {"mode": "direct_linear"})
     with caplog.at_level(logging.WARNING):
         assert b.load(5) is None
     assert any("other settings" in r.getMessage() for r in caplog.records)

@@ -15,9 +15,11 @@ from typing import Any, Sequence
 import torch
 
 from .. import eval2d
+from ..atomic import atomic_write_text
 from ..checkpoint import load_model
 from ..semantics import PredictionMode
-from .eval_sscbench import atomic_write_text, file_sha256, parse_frames
+from ..sscbench.frame_cache import file_sha256
+from .eval_sscbench import parse_frames
 
 logger = logging.getLogger("scenedino-eval-2d")
 

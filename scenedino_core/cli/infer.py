@@ -11,6 +11,7 @@ import torch
 
 from .. import images as imgs
 from .. import visualize
+from ..atomic import atomic_path
 from ..checkpoint import load_model
 from ..config import SceneDINOConfig
 from ..labels import ssc_palette, train_palette
@@ -126,9 +127,8 @@ def run(args: argparse.Namespace) -> dict[str, np.ndarray]:
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def main(argv: list[str] | None = None) -> int:
