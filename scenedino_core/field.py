@@ -58,7 +58,7 @@ class FieldMLP(nn.Module):
         """
         c = features.shape[-1]
         w = self.lin_in.weight
-        return self.head(torch.addmm(self.lin_in.bias, features, w[:, :c].T).addmm_(code, w[:, c:].T))
+        return self.head(torch.addmm(torch.addmm(self.lin_in.bias, features, w[:, :c].T), code, w[:, c:].T))
 
     def project_features(self, maps: Tensor) -> Tensor:
         """(B, C, H, W) feature maps -> (B, hidden, H, W): the first layer's feature part applied per pixel.

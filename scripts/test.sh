@@ -20,7 +20,7 @@ ROS_LOG_DIR=$(mktemp -d)
 export ROS_LOG_DIR
 trap 'rm -rf "$ROS_LOG_DIR"' EXIT
 
-RUN='ip link set lo up && exec python -m pytest -q test "$@"'
+RUN='ip link set lo up && exec python -m pytest -q "$@"'
 if unshare -n true 2>/dev/null; then
   NS=(unshare -n)
 elif unshare -rn true 2>/dev/null; then
@@ -30,7 +30,7 @@ else
   echo "test.sh: WARNING: cannot create a network namespace (unshare -n and unshare -rn were refused:" \
        "run as root or enable unprivileged user namespaces). Running in the host namespace;" \
        "DDS discovery stays LOCALHOST-only." >&2
-  RUN='exec python -m pytest -q test "$@"'
+  RUN='exec python -m pytest -q "$@"'
 fi
 
 echo "test.sh: pytest in ${NS[*]:-the host network namespace}, ROS_DOMAIN_ID=$ROS_DOMAIN_ID"

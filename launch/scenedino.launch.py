@@ -1,0 +1,76 @@
+"""Launch the SceneDINO node (and optionally RViz).
+
+    ros2 launch scenedino_ros scenedino.launch.py checkpoint:=/data/scenedino.pt \
+        image:=/camera/image_rect camera_info:=/camera/camera_info params_file:=kitti360 use_rviz:=true
+
+Parameters are layered like nvblox's base + specialisation files: ``config/scenedino.yaml``, then ``params_file``
+(a path, or the name of a file in ``config/`` such as ``kitti360``), then the ``checkpoint`` / ``device`` arguments.
+Later entries win.
+"""
+from pathlib import Path
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+#: share/scenedino_ros when installed, the repository root in a source checkout.
+SHARE = Path(__file__).resolve().parents[1]
+CONFIG = SHARE / 'config'
+BASE_PARAMS = CONFIG / 'scenedino.yaml'
+RVIZ_CONFIG = CONFIG / 'scenedino.rviz'
+
+#: (name, default, description) of every launch argument.
+ARGUMENTS = (
+    ('params_file', '', 'Specialisation layered over config/scenedino.yaml: a YAML path or the name of a file in '
+                        'config/ (e.g. kitti360); empty: the base file only'),
+    ('checkpoint', '', 'SceneDINO checkpoint (.pt); empty: the value in the parameter files'),
+    ('device', '', 'Torch device (cpu, cuda, cuda:N); empty: the value in the parameter files'),
+    ('namespace', '', 'Namespace of the node (outputs become <namespace>/scenedino/...)'),
+    ('image', 'image', 'Input image topic (sensor_msgs/Image; <image>/compressed with input.transport: compressed)'),
+    ('camera_info', 'camera_info', 'CameraInfo topic of the images'),
+    ('use_rviz', 'false', 'Also start RViz with config/scenedino.rviz'),
+)
+
+
+def parameter_files(params_file: str) -> list[Path]:
+    """The base parameter file, then the specialisation (``FileNotFoundError`` naming it if missing)."""
+    if not params_file:
+        return [BASE_PARAMS]
+    path = Path(params_file)
+    if path.suffix not in ('.yaml', '.yml') and '/' not in params_file:
+        path = CONFIG / f'{params_file}.yaml'
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG.glob('*.yaml'))
+        raise FileNotFoundError(f"params_file '{params_file}': {path} does not exist (files in config/: {known})")
+    return [BASE_PARAMS, path]
+
+
+def remappings(image: str, camera_info: str) -> list[tuple[str, str]]:
+    return [('image', image), ('camera_info', camera_info)]
+
+
+def overrides(checkpoint: str, device: str) -> dict:
+    """Parameters given as launch arguments; they win over the files."""
+    return {k: v for k, v in (('checkpoint', checkpoint), ('device', device)) if v}
+
+
+def launch_setup(context, *args, **kwargs):
+    value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    parameters = [str(p) for p in parameter_files(value['params_file'])]
+    extra = overrides(value['checkpoint'], value['device'])
+    if extra:
+        parameters.append(extra)
+    actions = [Node(
+        package='scenedino_ros', executable='scenedino_node', name='scenedino', namespace=value['namespace'],
+        parameters=parameters, remappings=remappings(value['image'], value['camera_info']), output='screen',
+        emulate_tty=True)]
+    if value['use_rviz'].lower() in ('true', '1', 'yes'):
+        actions.append(Node(package='rviz2', executable='rviz2', name='rviz2', arguments=['-d', str(RVIZ_CONFIG)],
+                            output='screen'))
+    return actions
+
+
+def generate_launch_description():
+    return LaunchDescription([DeclareLaunchArgument(name, default_value=default, description=description)
+                              for name, default, description in ARGUMENTS] + [OpaqueFunction(function=launch_setup)])

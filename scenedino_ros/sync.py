@@ -1,0 +1,234 @@
+"""Frame flow between the ROS callbacks and the inference worker, without ROS.
+
+* ``StampSync`` pairs images with CameraInfo messages by stamp (the small part of ``message_filters`` the node
+  needs; ``message_filters`` is not on PyPI).
+* ``LatestSlot`` hands the newest pair to the worker: a new pair replaces one still waiting (counted as dropped), so
+  a slow model never builds a backlog.
+* ``RateMeter`` and ``LatencyWindow`` feed the diagnostics.
+
+Stamps are integer nanoseconds. All classes are thread-safe where the node shares them between threads.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An image and the CameraInfo with the same (or the closest allowed) stamp."""
+
+    stamp_ns: int
+    image: Any
+    info: Any
+
+
+class StampSync:
+    """Pair images and CameraInfo messages by stamp.
+
+    Args:
+        queue_size: unpaired messages kept per input; older ones are evicted (counted in ``unpaired_images``).
+        max_diff_ns: largest stamp difference accepted as a pair (0: exact match).
+        use_latest_info: pair every image with the newest CameraInfo whatever its stamp (for drivers or bags whose
+            CameraInfo stamps do not follow the images).
+    """
+
+    def __init__(self, queue_size: int = 10, max_diff_ns: int = 0, use_latest_info: bool = False):
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        self.max_diff_ns = int(max_diff_ns)
+        self.use_latest_info = use_latest_info
+        self._images: deque[tuple[int, Any]] = deque(maxlen=queue_size)
+        self._infos: deque[tuple[int, Any]] = deque(maxlen=queue_size)
+        self._lock = threading.Lock()
+        self.unpaired_images = 0
+        self.infos_received = 0
+        self.last_image_stamp_ns: int | None = None
+
+    def reset(self) -> None:
+        """Forget every queued message (after a jump back in time)."""
+        with self._lock:
+            self._images.clear()
+            self._infos.clear()
+            self.last_image_stamp_ns = None
+
+    def time_jump(self, stamp_ns: int) -> int:
+        """How far ``stamp_ns`` lies before the previous image stamp (0 if not before).
+
+        On a jump back (bag loop, clock reset) the queued images and the CameraInfos stamped after ``stamp_ns`` are
+        dropped: they belong to the old timeline. CameraInfos up to ``stamp_ns`` stay, so an image whose CameraInfo
+        came first still pairs.
+        """
+        last = self.last_image_stamp_ns
+        if last is None or stamp_ns >= last:
+            return 0
+        with self._lock:
+            self._images.clear()
+            kept = [(s, info) for s, info in self._infos if s <= stamp_ns]
+            self._infos.clear()
+            self._infos.extend(kept)
+            self.last_image_stamp_ns = None
+        return last - stamp_ns
+
+    def add_image(self, stamp_ns: int, image: Any) -> Pair | None:
+        """Queue an image; returns its pair when a matching CameraInfo is already here."""
+        with self._lock:
+            self.last_image_stamp_ns = stamp_ns
+            if self.use_latest_info:
+                return Pair(stamp_ns, image, self._infos[-1][1]) if self._infos else self._queue_image(stamp_ns, image)
+            i = self._closest(self._infos, stamp_ns)
+            if i is None:
+                return self._queue_image(stamp_ns, image)
+            info = self._infos[i][1]
+            for _ in range(i + 1):  # the match and every older CameraInfo
+                self._infos.popleft()
+            self._drop_images_before(stamp_ns)
+            return Pair(stamp_ns, image, info)
+
+    def add_info(self, stamp_ns: int, info: Any) -> Pair | None:
+        """Queue a CameraInfo; returns the pair with a waiting image of matching stamp, if any."""
+        with self._lock:
+            self.infos_received += 1
+            if self.use_latest_info:
+                self._infos.clear()
+                self._infos.append((stamp_ns, info))
+                if self._images:  # the newest waiting image; older ones are stale
+                    s, image = self._images[-1]
+                    self.unpaired_images += len(self._images) - 1
+                    self._images.clear()
+                    return Pair(s, image, info)
+                return None
+            i = self._closest(self._images, stamp_ns)
+            if i is None:
+                self._infos.append((stamp_ns, info))
+                return None
+            s, image = self._images[i]
+            self.unpaired_images += i
+            for _ in range(i + 1):
+                self._images.popleft()
+            return Pair(s, image, info)
+
+    @property
+    def pending_images(self) -> int:
+        return len(self._images)
+
+    def newest_info_stamp_ns(self) -> int | None:
+        with self._lock:
+            return self._infos[-1][0] if self._infos else None
+
+    def _queue_image(self, stamp_ns: int, image: Any) -> None:
+        if len(self._images) == self._images.maxlen:
+            self.unpaired_images += 1
+        self._images.append((stamp_ns, image))
+        return None
+
+    def _drop_images_before(self, stamp_ns: int) -> None:
+        while self._images and self._images[0][0] < stamp_ns:
+            self._images.popleft()
+            self.unpaired_images += 1
+
+    def _closest(self, queue: deque[tuple[int, Any]], stamp_ns: int) -> int | None:
+        best, best_diff = None, self.max_diff_ns + 1
+        for i, (s, _) in enumerate(queue):
+            d = abs(s - stamp_ns)
+            if d < best_diff:
+                best, best_diff = i, d
+        return best
+
+
+class LatestSlot(Generic[T]):
+    """A one-element queue: ``put`` replaces a waiting item (a drop), ``take`` blocks until an item or ``close``."""
+
+    def __init__(self) -> None:
+        self._item: T | None = None
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+        self.put_count = 0
+
+    def put(self, item: T) -> bool:
+        """Offer an item; returns True if it replaced one the worker had not taken yet."""
+        with self._cond:
+            replaced = self._item is not None
+            self.dropped += int(replaced)
+            self.put_count += 1
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> T | None:
+        """The newest item (removing it), or None after ``timeout`` seconds or once closed."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._item is not None or self._closed, timeout):
+                return None
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class RateMeter:
+    """Events per second over the last ``window_s`` seconds (monotonic clock)."""
+
+    def __init__(self, window_s: float = 5.0, clock=time.monotonic):
+        self.window_s = window_s
+        self._clock = clock
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def tick(self) -> None:
+        with self._lock:
+            now = self._clock()
+            self._times.append(now)
+            self.count += 1
+            self._trim(now)
+
+    def rate_hz(self) -> float:
+        with self._lock:
+            now = self._clock()
+            self._trim(now)
+            if len(self._times) < 2:
+                return 0.0
+            return (len(self._times) - 1) / max(now - self._times[0], 1e-9)
+
+    def _trim(self, now: float) -> None:
+        while self._times and now - self._times[0] > self.window_s:
+            self._times.popleft()
+
+
+class LatencyWindow:
+    """The last ``size`` latencies (seconds) and their percentiles."""
+
+    def __init__(self, size: int = 200):
+        self._values: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._values.append(float(seconds))
+
+    def percentiles(self, *qs: float) -> tuple[float, ...]:
+        """Percentiles (0..100) of the window, NaN when empty."""
+        with self._lock:
+            values = np.fromiter(self._values, dtype=np.float64)
+        if values.size == 0:
+            return tuple(float("nan") for _ in qs)
+        return tuple(float(v) for v in np.percentile(values, qs))
+
+    def __len__(self) -> int:
+        return len(self._values)

@@ -1,0 +1,196 @@
+"""launch/scenedino.launch.py against stub launch modules (launch/launch_ros are not on PyPI), the installed files it
+refers to, the RViz layout, and a launch_testing run where a ROS 2 distribution provides launch_ros."""
+import importlib.util
+import re
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = REPO / 'launch' / 'scenedino.launch.py'
+
+
+class _Action:
+    """Records the arguments an action was built with."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class _LaunchConfiguration:
+    def __init__(self, name):
+        self.name = name
+
+    def perform(self, context):
+        return context.launch_configurations[self.name]
+
+
+def _stub_modules():
+    launch = types.ModuleType('launch')
+    launch.LaunchDescription = type('LaunchDescription', (), {'__init__': lambda self, entities: setattr(
+        self, 'entities', list(entities))})
+    actions = types.ModuleType('launch.actions')
+    actions.DeclareLaunchArgument = type('DeclareLaunchArgument', (_Action,), {})
+    actions.OpaqueFunction = type('OpaqueFunction', (_Action,), {})
+    substitutions = types.ModuleType('launch.substitutions')
+    substitutions.LaunchConfiguration = _LaunchConfiguration
+    launch_ros = types.ModuleType('launch_ros')
+    ros_actions = types.ModuleType('launch_ros.actions')
+    ros_actions.Node = type('Node', (_Action,), {})
+    launch.actions, launch.substitutions, launch_ros.actions = actions, substitutions, ros_actions
+    return {'launch': launch, 'launch.actions': actions, 'launch.substitutions': substitutions,
+            'launch_ros': launch_ros, 'launch_ros.actions': ros_actions}
+
+
+@pytest.fixture
+def launch_module(monkeypatch):
+    """The launch file imported against the stubs (sys.modules is restored afterwards)."""
+    for name, module in _stub_modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location('scenedino_launch_under_test', LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(module, **arguments):
+    """generate_launch_description(), then the OpaqueFunction with the argument defaults + ``arguments``."""
+    description = module.generate_launch_description()
+    declared = [e for e in description.entities if type(e).__name__ == 'DeclareLaunchArgument']
+    values = {e.args[0]: e.kwargs['default_value'] for e in declared}
+    values.update(arguments)
+    opaque = [e for e in description.entities if type(e).__name__ == 'OpaqueFunction']
+    assert len(opaque) == 1
+    context = types.SimpleNamespace(launch_configurations=values)
+    return declared, opaque[0].kwargs['function'](context)
+
+
+def test_arguments(launch_module):
+    declared, _ = _run(launch_module)
+    names = [e.args[0] for e in declared]
+    assert names == ['params_file', 'checkpoint', 'device', 'namespace', 'image', 'camera_info', 'use_rviz']
+    assert all(e.kwargs['description'] for e in declared)
+    defaults = {e.args[0]: e.kwargs['default_value'] for e in declared}
+    assert defaults['image'] == 'image' and defaults['camera_info'] == 'camera_info' and defaults['use_rviz'] == 'false'
+
+
+def test_default_node(launch_module):
+    _, actions = _run(launch_module)
+    assert len(actions) == 1
+    node = actions[0].kwargs
+    assert (node['package'], node['executable'], node['name'], node['namespace']) == (
+        'scenedino_ros', 'scenedino_node', 'scenedino', '')
+    assert node['remappings'] == [('image', 'image'), ('camera_info', 'camera_info')]
+    assert node['parameters'] == [str(REPO / 'config' / 'scenedino.yaml')]
+    assert all(Path(p).is_file() for p in node['parameters'])
+
+
+def test_layering_remaps_and_rviz(launch_module, tmp_path):
+    _, actions = _run(launch_module, params_file='kitti360', checkpoint='/data/model.pt', device='cuda:1',
+                      namespace='robot1', image='/cam/image_rect', camera_info='/cam/camera_info', use_rviz='true')
+    node, rviz = actions[0].kwargs, actions[1].kwargs
+    base, spec, extra = node['parameters']
+    assert (Path(base).name, Path(spec).name) == ('scenedino.yaml', 'kitti360.yaml')
+    assert Path(base).is_file() and Path(spec).is_file()
+    assert extra == {'checkpoint': '/data/model.pt', 'device': 'cuda:1'}  # last: wins over the files
+    assert node['namespace'] == 'robot1'
+    assert node['remappings'] == [('image', '/cam/image_rect'), ('camera_info', '/cam/camera_info')]
+    assert rviz['executable'] == 'rviz2' and rviz['arguments'][0] == '-d' and Path(rviz['arguments'][1]).is_file()
+    custom = tmp_path / 'robot.yaml'
+    custom.write_text('/**:\n  ros__parameters:\n    device: cpu\n')
+    _, actions = _run(launch_module, params_file=str(custom))
+    assert actions[0].kwargs['parameters'][1] == str(custom)
+
+
+def test_missing_params_file_is_named(launch_module):
+    with pytest.raises(FileNotFoundError, match=r"params_file 'kitti720'.*kitti360"):
+        _run(launch_module, params_file='kitti720')
+
+
+def test_installed_by_cmake():
+    """CMakeLists.txt installs what launch_ros needs: the executable in lib/<pkg>, launch/ and config/ in share."""
+    cmake = (REPO / 'CMakeLists.txt').read_text()
+    assert re.search(r'install\(PROGRAMS[^)]*scripts/scenedino_node[^)]*DESTINATION lib/\$\{PROJECT_NAME\}', cmake)
+    assert re.search(r'install\(DIRECTORY launch config\s+DESTINATION share/\$\{PROJECT_NAME\}', cmake)
+    assert (REPO / 'scripts' / 'scenedino_node').read_text().startswith('#!/usr/bin/env python3')
+
+
+def test_rviz_layout_shows_every_output():
+    rviz = yaml.safe_load((REPO / 'config' / 'scenedino.rviz').read_text())
+    displays = rviz['Visualization Manager']['Displays']
+    topics = {d['Topic']['Value']: d['Class'] for d in displays if 'Topic' in d}
+    assert topics['/scenedino/occupancy'] == 'rviz_default_plugins/Map'
+    assert topics['/scenedino/semantic_points'] == 'rviz_default_plugins/PointCloud2'
+    assert topics['/scenedino/voxels'] == 'rviz_default_plugins/MarkerArray'
+    assert topics['/scenedino/depth'] == topics['/scenedino/semantics'] == 'rviz_default_plugins/Image'
+    assert any(d['Class'] == 'rviz_default_plugins/Grid' for d in displays)
+    occupancy = next(d for d in displays if d['Class'] == 'rviz_default_plugins/Map')
+    assert occupancy['Topic']['Durability Policy'] == 'Transient Local'
+
+
+# ----------------------------------------------------------------------------- launch_testing (real ROS 2 only)
+
+def test_launch_file_runs_with_launch_testing(tiny_checkpoint):
+    """Includes the real launch file with launch.LaunchService and waits for the outputs (launch_testing_ros)."""
+    pytest.importorskip('launch_ros', reason='launch_ros is not on PyPI (the PyPI "launch" is an unrelated '
+                        'project): this test runs where a ROS 2 distribution is sourced')
+    launch_testing_ros = pytest.importorskip('launch_testing_ros', reason='launch_testing_ros is not installed')
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    try:
+        get_package_prefix('scenedino_ros')
+    except PackageNotFoundError:
+        pytest.skip('scenedino_ros is not installed in the ament index: colcon build && source install/setup.bash')
+    import launch
+    import numpy as np
+    import rclpy
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from nav_msgs.msg import OccupancyGrid
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from scenedino_core.images import synthetic_street_image
+
+    service = launch.LaunchService()
+    service.include_launch_description(launch.LaunchDescription([IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
+        launch_arguments={'checkpoint': str(tiny_checkpoint), 'image': '/lt/image_raw',
+                          'camera_info': '/lt/camera_info'}.items())]))
+    runner = threading.Thread(target=service.run, daemon=True)
+    runner.start()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('launch_test_camera', context=context)
+    pub_image = node.create_publisher(Image, '/lt/image_raw', 10)
+    pub_info = node.create_publisher(CameraInfo, '/lt/camera_info', 10)
+    rgb = synthetic_street_image((240, 320))
+    stop = threading.Event()
+
+    def camera():
+        while not stop.is_set():
+            image = Image(height=240, width=320, encoding='rgb8', step=960, data=rgb.tobytes())
+            image.header.stamp, image.header.frame_id = node.get_clock().now().to_msg(), 'camera_optical_frame'
+            info = CameraInfo(width=320, height=240, k=np.array([200.0, 0, 160, 0, 200, 120, 0, 0, 1]))
+            info.header = image.header
+            pub_image.publish(image)
+            pub_info.publish(info)
+            time.sleep(0.5)
+
+    publisher = threading.Thread(target=camera, daemon=True)
+    publisher.start()
+    wait = launch_testing_ros.WaitForTopics(
+        [('/scenedino/semantic_points', PointCloud2), ('/scenedino/occupancy', OccupancyGrid)], timeout=120.0)
+    try:
+        assert wait.wait(), f'topics not received: {wait.topics_not_received()}'
+    finally:
+        wait.shutdown()
+        stop.set()
+        publisher.join()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        service.shutdown()
+        runner.join(timeout=30)
