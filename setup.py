@@ -52,6 +52,8 @@ setup(
             'scenedino-download = scenedino_core.cli.download:main',
             'scenedino-eval-sscbench = scenedino_core.cli.eval_sscbench:main',
             'scenedino-eval-2d = scenedino_core.cli.eval_2d:main',
+            'scenedino-preprocess-kitti360 = scenedino_core.cli.preprocess_kitti360:main',
+            'scenedino-train = scenedino_core.cli.train:main',
             'scenedino_node = scenedino_ros.node:main',
         ],
     },
