@@ -37,6 +37,13 @@ BACKBONES: dict[str, BackboneSpec] = {
     "vit_base_patch14_dinov2.lvd142m": BackboneSpec(14, 16, 768),
     "vit_base_patch14_reg4_dinov2.lvd142m": BackboneSpec(14, 16, 768),
     "tiny": BackboneSpec(8, 8, 48),
+    "vit_small_scratch_patch8": BackboneSpec(8, 8, 192),
+}
+
+#: ViTs without pretrained weights, built directly (tests; the CPU demo model trained from scratch).
+SCRATCH_VITS: dict[str, dict[str, int]] = {
+    "tiny": {"embed_dim": 48, "depth": 4, "num_heads": 2},
+    "vit_small_scratch_patch8": {"embed_dim": 192, "depth": 6, "num_heads": 3},
 }
 
 
@@ -57,9 +64,11 @@ def vit_input_size(name: str, image_size: tuple[int, int]) -> tuple[int, int]:
 
 
 def _create_vit(config: BackboneConfig, vit_size: tuple[int, int]) -> VisionTransformer:
-    if config.name == "tiny":
-        return VisionTransformer(img_size=vit_size, patch_size=8, embed_dim=48, depth=4, num_heads=2,
-                                 num_classes=0)
+    if config.name in SCRATCH_VITS:
+        if config.pretrained:
+            raise ValueError(f"backbone {config.name!r} has no pretrained weights")
+        return VisionTransformer(img_size=vit_size, patch_size=BACKBONES[config.name].patch_size, num_classes=0,
+                                 **SCRATCH_VITS[config.name])
     kwargs: dict = {"img_size": vit_size, "num_classes": 0, "pretrained": config.pretrained}
     if config.pretrained and config.weights_file:
         kwargs["pretrained_cfg_overlay"] = {"file": config.weights_file}

@@ -24,7 +24,7 @@ class BackboneConfig:
     """DINO ViT backbone (see ``scenedino_core.backbone.BACKBONES`` for the names)."""
 
     name: str = "vit_base_patch8_224.dino"
-    """timm model name, or ``tiny`` (a small randomly initialised ViT for tests)."""
+    """timm model name, or a from-scratch ViT of ``backbone.SCRATCH_VITS`` (``tiny`` for tests)."""
     intermediate_layers: tuple[int, ...] = (3, 6, 9)
     """0-based blocks whose raw outputs feed the decoder (the final normalised tokens are always added)."""
     pretrained: bool = False

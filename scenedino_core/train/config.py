@@ -27,9 +27,14 @@ class DataConfig:
     num_items: int = 2000
     """Number of training items (``synthetic``)."""
     num_val_items: int = 16
-    """Held-out items for validation."""
+    """Held-out items for validation (``synthetic``: from a second, unseen street)."""
     seed: int = 0
     """World / scene seed (``synthetic``)."""
+    side_offsets: tuple[int, ...] = (10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
+                                     30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
+    """Frame offsets o of the side (fisheye) views t+o, t+o+1, drawn per item."""
+    side_views: bool = True
+    """Use the side cameras 02/03 (8 views per item) or only the stereo pair (4 views)."""
 
 
 @dataclass(frozen=True)
