@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_path
+from .files import atomic_path
 from .config import SceneDINOConfig, from_dict, from_reference_config, to_dict
 from .model import SceneDINO
 

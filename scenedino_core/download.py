@@ -1,12 +1,13 @@
 """Fetching the released SceneDINO checkpoints (Hugging Face hub ``jev-aleks/SceneDINO``) into a local folder."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from .files import atomic_path, file_sha256
 
 _logger = logging.getLogger(__name__)
 
@@ -32,14 +33,6 @@ class DownloadedFile:
     path: Path
     size: int
     sha256: str
-
-
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fetch(name: str, filename: str, mirror: Path | None, cache_dir: Path | None, offline: bool) -> Path:
@@ -72,10 +65,9 @@ def download_checkpoint(name: str, out_dir: Path | None = None, *, mirror: Path 
     for filename in FILES:
         src = _fetch(name, filename, mirror, cache_dir, offline)
         target = dest / filename
-        tmp = dest / f".{filename}.part"
-        shutil.copyfile(src, tmp)
-        tmp.replace(target)
-        result.append(DownloadedFile(target, target.stat().st_size, sha256_file(target)))
+        with atomic_path(target) as tmp:
+            shutil.copyfile(src, tmp)
+        result.append(DownloadedFile(target, target.stat().st_size, file_sha256(target)))
         _logger.info("%s: %s (%d bytes)", name, target, target.stat().st_size)
     return result
 

@@ -43,14 +43,13 @@ from scenedino_core import geometry, images, labels
 from scenedino_core.data.kitti360_calib import read_perspective
 from scenedino_core.data.kitti360_labels import label_ids_to_trainids
 from scenedino_core.model import DEFAULT_CHUNK, SceneDINO
-from scenedino_core.semantics import PredictionMode
+from scenedino_core.semantics import KMEANS_MODES, PredictionMode
 from scenedino_core.sscbench.dataset import parse_sequence
 
 logger = logging.getLogger(__name__)
 
 NUM_CLASSES = labels.NUM_TRAIN_CLASSES
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in labels.TRAIN_CLASSES)
-KMEANS_MODES = (PredictionMode.STEGO_KMEANS, PredictionMode.DIRECT_KMEANS)
 ALL_MODES: tuple[PredictionMode, ...] = tuple(PredictionMode)
 #: KITTI-360 rectified camera 00 at 1408 x 376 (used only when the dataset has no calibration folder).
 KITTI360_K_FULL = images.intrinsics_matrix(*images.KITTI360_CAM00)

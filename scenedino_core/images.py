@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_write_bytes
+from .files import atomic_write_bytes
 
 #: KITTI-360 rectified perspective camera 00 at full resolution (1408 x 376): fx, fy, cx, cy.
 KITTI360_CAM00 = (552.554261, 552.554261, 682.049453, 238.769549)

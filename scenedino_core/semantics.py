@@ -29,6 +29,10 @@ class PredictionMode(str, enum.Enum):
             raise ValueError(f"unknown prediction mode {value!r}; choose one of {[m.value for m in cls]}") from None
 
 
+#: The modes whose raw outputs are cluster ids (mapped to trainIds by a cluster -> class assignment).
+KMEANS_MODES = (PredictionMode.STEGO_KMEANS, PredictionMode.DIRECT_KMEANS)
+
+
 @dataclass(frozen=True)
 class Classification:
     """Result of the semantic head for N features."""

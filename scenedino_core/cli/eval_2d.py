@@ -15,10 +15,10 @@ from typing import Any, Sequence
 import torch
 
 from .. import eval2d
-from ..atomic import atomic_write_text
+from ..files import atomic_write_text
 from ..checkpoint import load_model
 from ..semantics import PredictionMode
-from ..sscbench.frame_cache import file_sha256
+from ..files import file_sha256
 from .eval_sscbench import parse_frames
 
 logger = logging.getLogger("scenedino-eval-2d")

@@ -11,7 +11,7 @@ import torch
 
 from .. import images as imgs
 from .. import visualize
-from ..atomic import atomic_path
+from ..files import atomic_path
 from ..checkpoint import load_model
 from ..config import SceneDINOConfig
 from ..labels import ssc_palette, train_palette

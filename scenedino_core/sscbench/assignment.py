@@ -17,7 +17,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .. import labels
 from ..model import SceneDINO
-from ..semantics import PredictionMode
+from ..semantics import KMEANS_MODES, PredictionMode
 from ..voxels import VoxelPrediction
 from . import metrics as M
 from .dataset import SSCBenchKitti360, SSCBenchSample
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-KMEANS_MODES = (PredictionMode.STEGO_KMEANS, PredictionMode.DIRECT_KMEANS)
 
 #: Extra rows of a head-id confusion: voxels predicted empty (grown σ below the cut-off), and voxels whose α
 #: underflows to 0 (the α-weighted argmax then yields trainId 0 whatever the head said).

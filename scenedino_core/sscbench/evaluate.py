@@ -39,14 +39,15 @@ import torch
 
 from .. import labels
 from ..checkpoint import load_model
+from ..files import file_sha256
 from ..model import DEFAULT_CHUNK, SceneDINO
-from ..semantics import PredictionMode
+from ..semantics import KMEANS_MODES, PredictionMode
 from ..voxels import VoxelPrediction, predict_voxels
 from . import grid
 from . import metrics as M
-from .assignment import KMEANS_MODES, cluster_assignment, report_with_order, val_assignment
+from .assignment import cluster_assignment, report_with_order, val_assignment
 from .dataset import SSCBenchKitti360, SSCBenchSample, model_input
-from .frame_cache import FrameCache, file_sha256, run_frames
+from .frame_cache import FrameCache, run_frames
 from .report_files import write_outputs
 
 logger = logging.getLogger(__name__)

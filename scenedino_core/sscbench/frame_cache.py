@@ -15,22 +15,10 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import atomic_write_text
+from ..files import atomic_write_text
 from .dataset import SSCBenchKitti360, SSCBenchSample
 
 logger = logging.getLogger(__name__)
-
-
-def file_sha256(path: Path, what: str = "file", block: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file; ``FileNotFoundError`` naming ``what`` and the path if it is missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _json_default(o: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path, atomic_write_text
+from ..files import atomic_path, atomic_write_text
 from . import metrics as M
 from .frame_cache import dumps
 from .metrics import _is_size_key

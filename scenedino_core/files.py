@@ -1,10 +1,11 @@
-"""Atomic file writes: write a temporary file in the target's folder, fsync it, then rename it over the target.
+"""File helpers: atomic writes and content hashes.
 
-Readers never see a half-written file. If a write fails, an existing file is left as it was and no temporary file
-is left behind.
+Atomic writes go to a temporary file in the target's folder, are fsynced, then renamed over the target: readers never
+see a half-written file, and if a write fails, an existing file is left as it was and no temporary file remains.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -57,3 +58,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+
+
+def file_sha256(path: str | Path, what: str = "file", block: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file; ``FileNotFoundError`` naming ``what`` and the path if it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
