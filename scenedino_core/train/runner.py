@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch.utils._pytree import tree_map
+from torch.utils.data import DataLoader, Sampler
 
 from ..checkpoint import load_model, read_checkpoint_file, save_checkpoint
 from ..config import to_dict
@@ -74,6 +75,21 @@ def batch_indices(step: int, n_items: int, batch_size: int, seed: int, ctx: Dist
     order = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
     start = (k * ctx.world_size + ctx.rank) * batch_size
     return order[start:start + batch_size]
+
+
+class StepBatches(Sampler):
+    """Batch sampler yielding ``batch_indices(step)`` for steps ``start .. stop - 1`` (a DataLoader then prefetches
+    them in ``num_workers`` processes without changing which items a step sees)."""
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, ctx: Distributed, start: int, stop: int):
+        self.args = (n_items, batch_size, seed, ctx)
+        self.start, self.stop = start, stop
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (batch_indices(step, *self.args) for step in range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
 
 
 def collate(items: list[Any]) -> ViewBatch:
@@ -157,13 +173,15 @@ def train(cfg: TrainConfig, out_dir: Path, datasets: DatasetFactory, validate: V
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     bar = _progress(cfg.steps, step, progress and ctx.is_main)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+    loader = DataLoader(train_items, batch_sampler=StepBatches(len(train_items), cfg.batch_size, cfg.seed, ctx, step,
+                                                               cfg.steps),
+                        collate_fn=collate, num_workers=cfg.num_workers)
     try:
-        while step < cfg.steps:
+        for batch in loader:
             seed = step_seed(cfg.seed, ctx.rank, step)
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
-            idx = batch_indices(step, len(train_items), cfg.batch_size, cfg.seed, ctx)
-            batch = collate([train_items[i] for i in idx]).to(device)
+            batch = batch.to(device)
             with autocast:
                 terms = (stage1_losses(model, teacher, batch, cfg.stage1, gen) if cfg.stage == 1
                          else stage2_losses(model, batch, buffer, cfg.stage2, gen))
