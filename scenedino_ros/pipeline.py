@@ -196,8 +196,8 @@ class Pipeline:
         with torch.inference_mode():
             with self._autocast():  # bf16 for the ViT + decoder, the bulk of the work
                 volume = self.model.encode(image, K)
-            # queries run in float32: predict_voxels casts the query points to the features' dtype (bf16 would
-            # round 50 m coordinates to 0.25 m), and the field MLP's in-place addmm_ is not autocast-safe
+            # queries run in float32: predict_voxels casts the query points to the features' dtype, and bf16 would
+            # round 50 m coordinates to 0.25 m
             volume = dataclasses.replace(volume, features=volume.features.float())
             t["encode"] = time.perf_counter()
             pred = voxels.predict_voxels(self.model, volume, self._camera_centres(cam_from_grid), cfg.grid.voxel_size,
