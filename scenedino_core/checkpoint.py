@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from .files import atomic_path
 from .config import SceneDINOConfig, from_dict, from_reference_config, to_dict
+from .files import atomic_path
 from .model import SceneDINO
 
 _logger = logging.getLogger(__name__)
