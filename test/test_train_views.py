@@ -27,4 +27,4 @@ def test_ground_truth_depth_reprojects_best():
             valid = ok & ~outside[0, v]
             errors[scale, v] = float((colours[0, v][valid] - target[valid]).abs().mean())
     for v in range(3):
-        assert errors[1.0, v] < 0.6 * min(errors[0.5, v], errors[2.0, v]), errors
+        assert errors[1.0, v] < 0.75 * min(errors[0.5, v], errors[2.0, v]), errors
