@@ -10,6 +10,7 @@ the current step, save ``latest.pt`` and exit.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -133,16 +134,17 @@ class _StopFlag:
 
 def train(cfg: TrainConfig, out_dir: Path, datasets: DatasetFactory, validate: Validator | None = None,
           resume: bool = False, progress: bool = True) -> Path:
-    """Run (or resume) a training run into ``out_dir``; returns the path of the final checkpoint."""
+    """Run (or resume) a training run into ``out_dir``; returns ``final.pt``, or ``latest.pt`` if stopped early."""
     ctx = init_distributed(cfg.device)
     device = torch.device(cfg.device if not cfg.device.startswith("cuda") or ctx.world_size == 1
                           else f"cuda:{ctx.rank}")
     out_dir = Path(out_dir)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    cfg = dataclasses.replace(cfg, model=model.config)  # an init_checkpoint brings its own model config
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(device)
     teacher = Teacher(copy.deepcopy(model.backbone)).to(device) if cfg.stage == 1 else None
     if cfg.stage == 1:
         model.train()
@@ -234,8 +236,9 @@ def train(cfg: TrainConfig, out_dir: Path, datasets: DatasetFactory, validate: V
         bar.close()
         if writer is not None:
             writer.close()
-    final = out_dir / "final.pt"
-    if ctx.is_main and step >= cfg.steps:
+    finished = step >= cfg.steps
+    final = out_dir / "final.pt" if finished else latest
+    if ctx.is_main and finished:
         _save(final, model, optimizer, scheduler, step, best, cfg)
     if ctx.world_size > 1:
         dist.barrier()
