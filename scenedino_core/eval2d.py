@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from scenedino_core import geometry, images, labels
 from scenedino_core.data.kitti360_calib import read_perspective
-from scenedino_core.data.kitti360_labels import label_ids_to_trainids
+from scenedino_core.data.kitti360_labels import label_ids_to_trainids, read_label_ids
 from scenedino_core.model import DEFAULT_CHUNK, SceneDINO
 from scenedino_core.semantics import KMEANS_MODES, PredictionMode
 from scenedino_core.sscbench.dataset import parse_sequence
@@ -76,15 +76,6 @@ class Dataset2D(Protocol):
     def __len__(self) -> int: ...
 
     def load(self, index: int) -> Sample2D: ...
-
-
-def read_label_png(path: str | Path) -> np.ndarray:
-    """(H, W) single-channel label-id PNG -> uint8/uint16 array; errors name the file."""
-    arr = images.read_image(path, cv2.IMREAD_UNCHANGED, what="label image")
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: expected a single-channel label-id image, got shape {arr.shape} "
-                         "(a colour *_rgb / *_color file?)")
-    return arr
 
 
 def _select(items: list, every: int, limit: int | None) -> list:
@@ -155,7 +146,7 @@ class Kitti360Semantics2D:
         if rgb.shape[:2] != (h, w):
             raise ValueError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, the calibration says {w}x{h}")
         gt_path = self.gt_path(frame)
-        ids = read_label_png(gt_path)
+        ids = read_label_ids(gt_path)
         if ids.shape != rgb.shape[:2]:
             raise ValueError(f"{gt_path}: label image is {ids.shape[1]}x{ids.shape[0]}, its image is {w}x{h}")
         H, W = self.image_size
@@ -216,7 +207,7 @@ class Cityscapes2D:
     def load(self, index: int) -> Sample2D:
         img_path, gt_path = self.items[index]
         rgb = images.read_rgb(img_path)
-        ids = read_label_png(gt_path)
+        ids = read_label_ids(gt_path)
         if ids.shape != rgb.shape[:2]:
             raise ValueError(f"{gt_path}: label image is {ids.shape[1]}x{ids.shape[0]}, its image {img_path} is "
                              f"{rgb.shape[1]}x{rgb.shape[0]}")
@@ -421,4 +412,4 @@ def results_markdown(result: dict[str, Any], title: str) -> str:
 
 __all__ = ["ALL_MODES", "CLASS_NAMES", "Cityscapes2D", "ConfusionAccumulator", "Kitti360Semantics2D", "Render2DOptions",
            "Sample2D", "cityscapes_preprocess", "evaluate", "evaluate_model", "hungarian_match", "iter_samples",
-           "predict_view", "read_label_png", "results_markdown", "segmentation_metrics", "stride_target"]
+           "predict_view", "results_markdown", "segmentation_metrics", "stride_target"]

@@ -2,8 +2,6 @@
 the colours of the loss view, clearly better than a wrong depth scale (poses, intrinsics and rays agree)."""
 from __future__ import annotations
 
-import torch
-
 from scenedino_core import geometry
 from scenedino_core.train.batch import sample_views, view_rays
 from scenedino_core.train.config import load_train_config

@@ -53,7 +53,7 @@ from torch.utils.data import Dataset
 
 from scenedino_core import geometry, images
 from scenedino_core.data.kitti360_calib import parse_key_floats, read_perspective
-from scenedino_core.data.kitti360_labels import label_ids_to_trainids
+from scenedino_core.data.kitti360_labels import label_ids_to_trainids, read_label_ids
 from scenedino_core.labels import UNKNOWN
 
 logger = logging.getLogger(__name__)
@@ -372,17 +372,6 @@ def write_split(path: str | Path, entries: Sequence[SplitEntry]) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- images, labels
-def read_label_ids(path: str | Path) -> np.ndarray:
-    """(H, W) single-channel label-id PNG -> uint8 array; errors name the file."""
-    path = _require_file(Path(path), "label image")
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise ValueError(f"{path} is not a readable image (corrupt or unsupported format)")
-    if arr.ndim != 2 or arr.dtype != np.uint8:
-        raise ValueError(f"{path}: expected a single-channel uint8 label-id image, got {arr.shape} {arr.dtype}")
-    return arr
-
-
 def _check_size(path: Path, img: np.ndarray, size_hw: tuple[int, int], what: str) -> np.ndarray:
     if img.shape[:2] != tuple(size_hw):
         raise ValueError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, {what} says {size_hw[1]}x{size_hw[0]}")

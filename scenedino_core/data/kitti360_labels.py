@@ -8,8 +8,12 @@ is ignored (``labels.UNKNOWN``). trainIds index ``labels.TRAIN_CLASSES``.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 
+from scenedino_core.images import read_image
 from scenedino_core.labels import UNKNOWN
 
 #: (label id, name, trainId) of every KITTI-360 label with a trainId; all other ids 0..255 are ignored.
@@ -61,4 +65,14 @@ def label_ids_to_trainids(label_ids: np.ndarray) -> np.ndarray:
     return LABEL_ID_TO_TRAINID[label_ids.astype(np.intp)]
 
 
-__all__ = ["ID_TO_TRAINID", "LABEL_ID_TO_TRAINID", "label_ids_to_trainids"]
+def read_label_ids(path: str | Path) -> np.ndarray:
+    """(H, W) single-channel label-id PNG (KITTI-360 / Cityscapes ``labelIds``) -> uint8/uint16 array; errors name
+    the file."""
+    arr = read_image(path, cv2.IMREAD_UNCHANGED, what="label image")
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: expected a single-channel label-id image, got shape {arr.shape} "
+                         "(a colour *_rgb / *_color file?)")
+    return arr
+
+
+__all__ = ["ID_TO_TRAINID", "LABEL_ID_TO_TRAINID", "label_ids_to_trainids", "read_label_ids"]

@@ -530,7 +530,7 @@ class StreetWorld:
     def shade(self, hits: RayHits, directions: np.ndarray) -> np.ndarray:
         """(N, 3) uint8 colours of ``hits`` (procedural textures, Lambertian sun, sky by direction)."""
         d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
-        P, cfg = self.primitives, self.config
+        P = self.primitives
         p, n, prim = hits.point, hits.normal, hits.primitive
         rgb = np.zeros((d.shape[0], 3))
         g = prim == _GROUND
