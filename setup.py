@@ -38,6 +38,7 @@ setup(
         'tqdm',
         'huggingface_hub',
         'matplotlib',
+        'rosbags',
         'torch>=2.1',
         'timm>=1.0',
     ],
@@ -45,6 +46,8 @@ setup(
         # Only without a sourced ROS 2 distribution: never pip-install these over /opt/ros.
         'ros': ROS_WHEELS,
         'test': ['pytest'],
+        # Live view of the first run and of bag processing (scenedino-first-run --viz).
+        'viz': ['foxglove-sdk'],
     },
     entry_points={
         'console_scripts': [
@@ -54,6 +57,10 @@ setup(
             'scenedino-eval-2d = scenedino_core.cli.eval_2d:main',
             'scenedino-preprocess-kitti360 = scenedino_core.cli.preprocess_kitti360:main',
             'scenedino-train = scenedino_core.cli.train:main',
+            'scenedino-kitti360-to-bag = scenedino_ros.kitti360_to_bag:main',
+            'scenedino-process-bag = scenedino_ros.process_bag:main',
+            'scenedino-replay = scenedino_ros.replay:main',
+            'scenedino-first-run = scenedino_ros.first_run:main',
             'scenedino_node = scenedino_ros.node:main',
         ],
     },

@@ -1,8 +1,26 @@
-"""Pictures people would rather look at than read: depth, label maps, feature PCA, bird's-eye views."""
+"""Pictures people would rather look at than read: depth, label maps, feature PCA, bird's-eye views.
+
+The array helpers return RGB images; the figure helpers draw matplotlib figures of one processed frame (input,
+rendered depth and semantics, bird's-eye occupancy, 3D semantic voxels) on their own Agg canvas.
+"""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
 import cv2
+import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.patches import Patch
+from mpl_toolkits.mplot3d.axes3d import Axes3D
+
+from .files import atomic_path
 
 
 def colorize_depth(depth: np.ndarray, near: float = 3.0, far: float = 80.0) -> np.ndarray:
@@ -67,3 +85,303 @@ def side_by_side(*images: np.ndarray, height: int | None = None, gap: int = 4) -
     for im in resized:
         parts += [im, spacer]
     return np.concatenate(parts[:-1], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------- figures
+# Matplotlib figures drawn on an Agg canvas (no pyplot, no global backend): pictures of one processed frame.
+
+#: Bird's-eye colours of free (observed, nothing in the height band) and never-observed cells.
+BEV_FREE = (255, 255, 255)
+BEV_UNKNOWN = (90, 90, 90)
+#: How much of a ground class's colour tints a free bird's-eye cell (0: white, 1: the class colour).
+BEV_GROUND_TINT = 0.3
+#: Colour of the ego camera marker.
+CAMERA_COLOR = "red"
+#: Pictures of one frame (``frame_figures``).
+FRAME_PICTURES = ("input", "depth", "semantics", "bev", "voxels")
+#: Elevation (deg) of the 3D voxel view above the camera's heading.
+VOXEL_VIEW_ELEVATION_DEG = 22.0
+
+
+@dataclass(frozen=True)
+class SceneView:
+    """The arrays the pictures of one frame show; every voxel quantity is in the grid frame (x forward, y left,
+    z up)."""
+
+    rgb: np.ndarray
+    """(H, W, 3) uint8 input image."""
+    depth: np.ndarray | None
+    """(h, w) float z-depth (m) rendered for the input view (NaN/inf: none), or None."""
+    semantics: np.ndarray | None
+    """(h, w) integer SSC labels rendered for the input view, or None."""
+    bev: np.ndarray
+    """(Y, X) int8 bird's-eye occupancy: 100 occupied, 0 free, -1 never observed (``bev[j, i]`` = column (i, j))."""
+    bev_labels: np.ndarray
+    """(Y, X) integer SSC label of each column's highest occupied voxel (0: none)."""
+    points: np.ndarray
+    """(N, 3) float centres of the occupied voxels (m)."""
+    point_labels: np.ndarray
+    """(N,) integer SSC labels of those voxels."""
+    grid_min: tuple[float, float, float]
+    grid_max: tuple[float, float, float]
+    voxel_size: float
+    camera_pose: np.ndarray
+    """(4, 4) camera optical frame (x right, y down, z forward) -> grid frame."""
+    class_names: tuple[str, ...]
+    palette: np.ndarray
+    """(C, 3) uint8 class colours, indexed by label."""
+
+
+def new_figure(width_in: float, height_in: float, dpi: int = 100) -> Figure:
+    """A matplotlib ``Figure`` (constrained layout) with its own Agg canvas (thread-safe, independent of pyplot)."""
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_rgb(fig: Figure) -> np.ndarray:
+    """Render ``fig``: (H, W, 3) uint8 RGB at the figure's dpi."""
+    canvas = fig.canvas
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically (see ``files.atomic_path``); returns ``path``."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=fig.dpi)
+    return Path(path)
+
+
+def _placeholder(ax: Axes, title: str, text: str) -> None:
+    ax.set_title(title)
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_image(ax: Axes, rgb: np.ndarray, title: str = "input image") -> None:
+    """An (H, W, 3) uint8 image without axes."""
+    ax.imshow(rgb, interpolation="antialiased")
+    ax.set_title(title)
+    ax.set_axis_off()
+
+
+def plot_depth(ax: Axes, depth: np.ndarray | None, title: str = "rendered depth", near: float = 3.0,
+               far: float = 80.0) -> None:
+    """(h, w) depth (m) in a logarithmic colour map (near = bright) with a colour bar; NaN/inf pixels grey.
+
+    The colour range is [near, far] clipped to the finite values present; None or an empty array draws a
+    placeholder.
+    """
+    if depth is None or np.size(depth) == 0:
+        _placeholder(ax, title, "not rendered")
+        return
+    depth = np.asarray(depth, dtype=np.float64)
+    finite = depth[np.isfinite(depth) & (depth > 0)]
+    lo = max(near, float(finite.min())) if finite.size else near
+    hi = min(far, float(finite.max())) if finite.size else far
+    hi = max(hi, lo * 1.01)
+    cmap = matplotlib.colormaps["magma_r"].with_extremes(bad="0.6")
+    masked = np.ma.masked_invalid(np.where(depth > 0, depth, np.nan))
+    im = ax.imshow(masked, cmap=cmap, norm=LogNorm(vmin=lo, vmax=hi), interpolation="nearest")
+    cbar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    cbar.set_label("depth (m)")
+    ax.set_title(title)
+    ax.set_axis_off()
+
+
+def plot_semantics(ax: Axes, labels: np.ndarray | None, class_names: Sequence[str], palette: np.ndarray,
+                   title: str = "rendered semantics") -> Legend | None:
+    """(h, w) class labels in the palette's colours, with a legend of the classes present (None or empty:
+    placeholder).
+
+    Returns:
+        The legend (None when there is nothing to show).
+    """
+    if labels is None or np.size(labels) == 0:
+        _placeholder(ax, title, "not rendered")
+        return None
+    labels = np.asarray(labels)
+    ax.imshow(colorize_labels(labels, palette), interpolation="nearest")
+    ax.set_title(title)
+    ax.set_axis_off()
+    return _class_legend(ax, np.unique(labels), class_names, palette)
+
+
+def _class_legend(ax: Axes, present: np.ndarray, class_names: Sequence[str], palette: np.ndarray) -> Legend | None:
+    handles = [Patch(facecolor=palette[c] / 255.0, edgecolor="0.3", label=class_names[c])
+               for c in present.tolist() if 0 <= c < len(class_names)]
+    if not handles:
+        return None
+    return ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
+                     frameon=False, borderaxespad=0.0)
+
+
+def bev_rgb(bev: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Colours of a bird's-eye occupancy grid.
+
+    Args:
+        bev: (Y, X) int8, 100 occupied, 0 free, -1 never observed.
+        labels: (Y, X) integer class of each cell's highest occupied voxel (0: none).
+        palette: (C, 3) uint8 class colours.
+
+    Returns:
+        (Y, X, 3) uint8: occupied cells in their class colour (black without a class), free cells white tinted by
+        the class below (``BEV_GROUND_TINT``: road, sidewalk, ...), never-observed cells ``BEV_UNKNOWN``.
+    """
+    bev = np.asarray(bev)
+    if bev.shape != np.shape(labels) or bev.ndim != 2:
+        raise ValueError(f"bev and labels must be the same 2D shape, got {bev.shape} and {np.shape(labels)}")
+    classes = colorize_labels(labels, palette).astype(np.float64)
+    has_class = (labels > 0) & (labels < len(palette))
+    free = np.where(has_class[..., None], (1 - BEV_GROUND_TINT) * np.array(BEV_FREE) + BEV_GROUND_TINT * classes,
+                    np.array(BEV_FREE, dtype=np.float64))
+    occupied = np.where(has_class[..., None], classes, 0.0)
+    out = np.where((bev >= 100)[..., None], occupied, np.where((bev < 0)[..., None], BEV_UNKNOWN, free))
+    return np.rint(out).astype(np.uint8)
+
+
+def camera_heading(camera_pose: np.ndarray) -> tuple[float, float, float]:
+    """(x, y, yaw) of a camera in a z-up frame: its position and the direction its optical axis points (rad)."""
+    camera_pose = np.asarray(camera_pose, dtype=np.float64)
+    forward = camera_pose[:3, 2]
+    return float(camera_pose[0, 3]), float(camera_pose[1, 3]), float(np.arctan2(forward[1], forward[0]))
+
+
+def plot_bev(ax: Axes, bev: np.ndarray, labels: np.ndarray, palette: np.ndarray, grid_min: Sequence[float],
+             grid_max: Sequence[float], camera_pose: np.ndarray | None = None,
+             title: str = "bird's-eye occupancy") -> None:
+    """The bird's-eye grid in metres: forward (x) up, left (+y) on the left; the camera as a dot with an arrow.
+
+    Args:
+        bev, labels, palette: see ``bev_rgb`` ((Y, X) arrays, ``bev[j, i]`` = column (i, j)).
+        grid_min, grid_max: (3,) grid box corners (m); x and y set the axes.
+        camera_pose: (4, 4) camera optical frame -> grid frame, or None for no marker.
+    """
+    x0, y0, x1, y1 = float(grid_min[0]), float(grid_min[1]), float(grid_max[0]), float(grid_max[1])
+    img = bev_rgb(bev, labels, palette).transpose(1, 0, 2)  # rows: x (forward), columns: y
+    ax.imshow(img, origin="lower", extent=(y0, y1, x0, x1), interpolation="nearest")
+    ax.set_xlim(y1, y0)  # +y (left) on the left
+    ax.set_ylim(x0, x1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("y (m, left +)")
+    ax.set_ylabel("x (m, forward)")
+    ax.set_title(title)
+    if camera_pose is not None:
+        cx, cy, yaw = camera_heading(camera_pose)
+        reach = 0.15 * (x1 - x0)
+        ax.annotate("", xy=(cy + reach * np.sin(yaw), cx + reach * np.cos(yaw)), xytext=(cy, cx),
+                    arrowprops=dict(arrowstyle="->", color=CAMERA_COLOR, lw=1.5), annotation_clip=False)
+        ax.plot([cy], [cx], marker="o", color=CAMERA_COLOR, markersize=6, label="camera", clip_on=False,
+                linestyle="none")
+        ax.legend(loc="lower right", fontsize="small", framealpha=0.8)
+
+
+def exposed_voxels(occupied: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) bool: occupied voxels with at least one free face neighbour (the grid's outside counts as free);
+    the only ones a 3D view can show."""
+    occupied = np.asarray(occupied, dtype=bool)
+    padded = np.pad(occupied, 1, constant_values=False)
+    inner = padded[1:-1, 1:-1, 1:-1].copy()
+    for axis in range(3):
+        for shift in (-1, 1):
+            inner &= np.roll(padded, shift, axis=axis)[1:-1, 1:-1, 1:-1]
+    return occupied & ~inner
+
+
+def subsample(count: int, max_count: int) -> np.ndarray:
+    """Indices of at most ``max_count`` of ``count`` items, evenly spaced (all when they fit)."""
+    if count <= max_count:
+        return np.arange(count)
+    return np.linspace(0, count - 1, max(max_count, 0)).astype(np.int64)
+
+
+def plot_voxels_3d(ax: Axes3D, points: np.ndarray, labels: np.ndarray, palette: np.ndarray,
+                   grid_min: Sequence[float], grid_max: Sequence[float], voxel_size: float,
+                   camera_pose: np.ndarray | None = None, max_voxels: int = 15000,
+                   title: str = "semantic voxels") -> int:
+    """Occupied voxels as square markers in their class colours, seen from behind and above the camera.
+
+    Args:
+        ax: a 3D axes (``fig.add_subplot(projection="3d")``).
+        points: (N, 3) voxel centres (m) in a z-up frame; labels: (N,) class labels.
+        grid_min, grid_max: (3,) box shown, at equal scale on all axes.
+        voxel_size: voxel edge (m), sets the marker size.
+        camera_pose: (4, 4) camera -> grid frame: drawn as a marker; the view looks along its heading.
+        max_voxels: evenly spaced subset drawn when there are more (keeps drawing fast).
+
+    Returns:
+        The number of voxels drawn.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    labels = np.asarray(labels).reshape(-1)
+    if len(points) != len(labels):
+        raise ValueError(f"points and labels must have the same length, got {len(points)} and {len(labels)}")
+    lo, hi = np.asarray(grid_min, dtype=np.float64), np.asarray(grid_max, dtype=np.float64)
+    keep = subsample(len(points), max_voxels)
+    pts, lab = points[keep], labels[keep]
+    if len(pts):
+        bbox = ax.get_position()
+        fig_w_pt = ax.figure.get_figwidth() * 72.0
+        size_pt = max(1.0, 1.8 * bbox.width * fig_w_pt * voxel_size / float(np.max(hi - lo)))
+        ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=colorize_labels(lab, palette) / 255.0, marker="s",
+                   s=size_pt ** 2, linewidths=0, depthshade=True)
+    yaw = 0.0
+    if camera_pose is not None:
+        cx, cy, yaw = camera_heading(camera_pose)
+        ax.scatter([cx], [cy], [camera_pose[2, 3]], color=CAMERA_COLOR, marker="o", s=40, depthshade=False)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_zlim(lo[2], hi[2])
+    ax.set_box_aspect(tuple(hi - lo), zoom=1.4)
+    ax.set_proj_type("persp", focal_length=0.6)
+    ax.view_init(elev=VOXEL_VIEW_ELEVATION_DEG, azim=180.0 + np.degrees(yaw))  # behind the camera, along its heading
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_zlabel("z (m)")
+    shown = f"{len(pts)} of {len(points)}" if len(pts) < len(points) else f"{len(pts)}"
+    ax.set_title(f"{title} ({shown}; red: camera)")
+    return len(pts)
+
+
+def frame_figures(view: SceneView, title: str) -> dict[str, Figure]:
+    """One figure per picture of a frame (``FRAME_PICTURES``): input image, rendered depth and semantics, bird's-eye
+    occupancy, 3D voxels.
+
+    Args:
+        view: the frame's arrays.
+        title: first line of every title (frame, stamp, weights...).
+    """
+    h, w = view.rgb.shape[:2]
+    wide = (12.0, 12.0 * h / w + 0.8)
+    figs = {name: new_figure(*wide) for name in ("input", "depth", "semantics")}
+    plot_image(figs["input"].add_subplot(), view.rgb, f"{title}\ninput image")
+    plot_depth(figs["depth"].add_subplot(), view.depth, f"{title}\nrendered depth")
+    plot_semantics(figs["semantics"].add_subplot(), view.semantics, view.class_names, view.palette,
+                   f"{title}\nrendered semantics")
+    figs["bev"] = new_figure(7.0, 7.5)
+    plot_bev(figs["bev"].add_subplot(), view.bev, view.bev_labels, view.palette, view.grid_min, view.grid_max,
+             view.camera_pose, f"{title}\nbird's-eye occupancy")
+    figs["voxels"] = new_figure(9.0, 7.0)
+    ax3 = figs["voxels"].add_subplot(projection="3d")
+    plot_voxels_3d(ax3, view.points, view.point_labels, view.palette, view.grid_min, view.grid_max,
+                   view.voxel_size, view.camera_pose, title=f"{title}\nsemantic voxels")
+    _class_legend(ax3, np.unique(view.point_labels), view.class_names, view.palette)
+    return {name: figs[name] for name in FRAME_PICTURES}
+
+
+def overview_figure(view: SceneView, title: str, title_color: str = "black") -> Figure:
+    """All pictures of a frame in one figure: input, depth and semantics on the left; bird's-eye view and 3D
+    voxels on the right; ``title`` on top (in ``title_color``)."""
+    fig = new_figure(18.0, 10.0)
+    gs = fig.add_gridspec(6, 2, width_ratios=(2.2, 1.0))
+    plot_image(fig.add_subplot(gs[0:2, 0]), view.rgb)
+    plot_depth(fig.add_subplot(gs[2:4, 0]), view.depth)
+    plot_semantics(fig.add_subplot(gs[4:6, 0]), view.semantics, view.class_names, view.palette)
+    plot_bev(fig.add_subplot(gs[0:3, 1]), view.bev, view.bev_labels, view.palette, view.grid_min, view.grid_max,
+             view.camera_pose)
+    plot_voxels_3d(fig.add_subplot(gs[3:6, 1], projection="3d"), view.points, view.point_labels, view.palette,
+                   view.grid_min, view.grid_max, view.voxel_size, view.camera_pose, max_voxels=8000)
+    fig.suptitle(title, color=title_color, fontsize="large")
+    return fig

@@ -5,7 +5,9 @@ Subscriptions (relative, remap them): ``image`` (sensor_msgs/Image) or, with ``i
 image_transport does), and ``camera_info``; SensorData QoS with a reliability parameter. Callbacks only validate
 headers and pair by stamp (O(1)); a worker thread runs the model on the newest pair, so callbacks never block and
 frames that arrive while it is busy are dropped and counted. Per-frame errors are logged (throttled per kind) and
-the frame is skipped; only startup errors (parameters, checkpoint, device) stop the node.
+the frame is skipped; only startup errors (parameters, checkpoint, device) stop the node. The worker's per-frame
+work (conversion, camera pose, model, output messages) is ``scenedino_ros.outputs``, shared with
+``scenedino-process-bag``.
 
 Publications (private, stamped with the input image's stamp): ``~/occupancy`` (nav_msgs/OccupancyGrid, reliable +
 transient local), ``~/semantic_points`` (PointCloud2), ``~/voxels`` (MarkerArray), ``~/depth`` (32FC1),
@@ -25,20 +27,16 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from nav_msgs.msg import OccupancyGrid
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from std_msgs.msg import Header
-from visualization_msgs.msg import MarkerArray
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from . import messages, params
-from .conversions import (CameraInfoError, ImageConversionError, camera_info_to_intrinsics, check_image,
-                          compressed_to_rgb, has_distortion, image_to_rgb)
+from . import messages, outputs, params
+from .conversions import CameraInfoError, ImageConversionError, camera_info_to_intrinsics, check_image, has_distortion
 from .frames import FrameError, FrameResolver
-from .pipeline import FrameResult, Pipeline, PipelineError, class_table
+from .pipeline import Pipeline, PipelineError, class_table
 from .sync import LatencyWindow, LatestSlot, RateMeter, StampSync
 
 #: Images may arrive this long (s) before the first CameraInfo without a warning.
@@ -150,24 +148,20 @@ class SceneDinoNode(Node):
         return buffer
 
     def _create_publishers(self) -> None:
-        out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=outputs.OUTPUT_DEPTH,
+                         reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        p = self.p
-        self.pub_occupancy = self.create_publisher(OccupancyGrid, "~/occupancy", latched)
-        self.pub_cloud = self.create_publisher(PointCloud2, "~/semantic_points", out)
-        self.pub_markers = self.create_publisher(MarkerArray, "~/voxels", out) if p.publish_markers else None
-        self.pub_depth = self.create_publisher(Image, "~/depth", out) if p.publish_depth else None
-        self.pub_semantics = self.create_publisher(Image, "~/semantics", out) if p.publish_semantics else None
-        self.pub_grid = None
-        if p.publish_voxel_grid:
+        voxel_grid = self.p.publish_voxel_grid
+        if voxel_grid:
             try:
-                from scenedino_ros.msg import SemanticVoxelGrid
+                outputs.semantic_voxel_grid_type()
             except ImportError as exc:
-                self.get_logger().warning(f"~/voxel_grid disabled: scenedino_ros.msg is not generated ({exc}); build "
-                                       "the package with colcon or run scripts/build_msgs.sh")
-            else:
-                self.pub_grid = self.create_publisher(SemanticVoxelGrid, "~/voxel_grid", out)
+                voxel_grid = False
+                self.get_logger().warning(f"~/voxel_grid disabled: {exc}")
+        self.publishers_by_output = {
+            name: self.create_publisher(msg_type, f"~/{name}", latched if name in outputs.LATCHED_OUTPUTS else out)
+            for name, msg_type in outputs.output_types(self.p, voxel_grid=voxel_grid).items()}
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _create_subscriptions(self) -> None:
@@ -277,23 +271,18 @@ class SceneDinoNode(Node):
                            f"{type(exc).__name__}: {exc}")
 
     def _process(self, frame: _Frame) -> None:
-        msg = frame.image
-        if isinstance(msg, CompressedImage):
-            rgb = compressed_to_rgb(msg, self.p.max_megapixels)
-            K = camera_info_to_intrinsics(frame.info, rgb.shape[:2], rectified=self.p.rectified)
-        else:
-            rgb, K = image_to_rgb(msg, self.p.max_megapixels), frame.intrinsics
-        self._note_input(rgb.shape[:2], frame.info)
-        camera_frame = msg.header.frame_id or self.p.default_camera_frame
-        fs = self.frames.resolve(camera_frame, msg.header.stamp)
-        result = self.pipeline.process(rgb, K, fs.cam_from_grid, fs.out_from_grid)
+        inp = outputs.frame_input(frame.image, frame.info, self.p, frame.intrinsics)
+        self._note_input(inp.rgb.shape[:2], frame.info)
+        result, frame_id = outputs.infer(self.pipeline, self.frames, inp)
         t_publish = time.perf_counter()
-        self._publish(result, msg.header.stamp, fs.frame_id, camera_frame)
+        for name, msg in outputs.build_messages(result, inp.stamp, frame_id, inp.camera_frame, self.p,
+                                                self.class_names, self.palette, self.publishers_by_output):
+            self.publishers_by_output[name].publish(msg)
         publish_ms = (time.perf_counter() - t_publish) * 1e3
         self._count("processed")
         self.output_rate.tick()
         now = self.get_clock().now().nanoseconds
-        self.latency.add((now - Time.from_msg(msg.header.stamp).nanoseconds) * 1e-9)
+        self.latency.add((now - Time.from_msg(inp.stamp).nanoseconds) * 1e-9)
         self.processing.add(time.monotonic() - frame.received)
         self._last_timings = {**result.timings_ms, "publish": publish_ms}
 
@@ -309,28 +298,6 @@ class SceneDinoNode(Node):
             self._warned_distortion = True
             self.get_logger().warning("CameraInfo has non-zero distortion but input.rectified is false: the model "
                                    "ignores distortion; feed rectified images (image_proc) with input.rectified:=true")
-
-    def _publish(self, r: FrameResult, stamp: Any, frame_id: str, camera_frame: str) -> None:
-        header = Header(stamp=stamp, frame_id=frame_id)
-        grid = r.grid
-        colors = self.palette[r.point_labels]
-        self.pub_cloud.publish(messages.semantic_cloud(header, r.points, r.point_labels, colors, r.point_confidence))
-        map_origin = messages.translated(r.out_from_grid, (grid.origin[0], grid.origin[1], 0.0))
-        self.pub_occupancy.publish(messages.occupancy_grid(header, r.bev, grid.voxel_size, map_origin))
-        if self.pub_markers is not None:
-            centres = np.asarray(grid.origin) + (r.point_index + 0.5) * grid.voxel_size
-            self.pub_markers.publish(messages.voxel_markers(header, centres, r.point_labels, self.palette,
-                                                            grid.voxel_size, r.out_from_grid,
-                                                            self.p.markers_max_voxels))
-        if self.pub_grid is not None:
-            self.pub_grid.publish(messages.semantic_voxel_grid(
-                header, messages.translated(r.out_from_grid, grid.origin), grid.voxel_size, r.voxel_labels,
-                r.voxel_occupancy, self.class_names, self.palette))
-        image_header = Header(stamp=stamp, frame_id=camera_frame)
-        if self.pub_depth is not None and r.depth is not None:
-            self.pub_depth.publish(messages.depth_image(image_header, r.depth))
-        if self.pub_semantics is not None and r.semantics is not None:
-            self.pub_semantics.publish(messages.rgb_image(image_header, self.palette[r.semantics]))
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> tuple[str, str, dict[str, Any]]:

@@ -32,6 +32,11 @@ while [ $# -gt 0 ]; do
 done
 
 die() { echo "setup.sh: ERROR: $*" >&2; exit 1; }
+
+# One setup at a time per checkout (parallel test runs all call this script).
+mkdir -p "$ROOT/build"
+exec 9>"$ROOT/build/setup.lock"
+flock 9
 trap 'echo "setup.sh: ERROR: command failed at line $LINENO" >&2' ERR
 T0=$(date +%s)
 step_start=$T0
@@ -46,7 +51,7 @@ fi
 BASE_REQS=(
   torch==2.14.1 torchvision==0.29.1 timm
   numpy opencv-python-headless pyyaml scipy tqdm huggingface_hub
-  pytest matplotlib rosbags mcap tensorboard
+  pytest matplotlib rosbags mcap tensorboard foxglove-sdk
 )
 # ROS 2 Kilted from PyPI, plus what rosidl_generate_interfaces needs to build msg/ with CMake
 # (see shared/reference/ros2_notes.md, "Custom messages with CMake from the wheels").
@@ -163,8 +168,9 @@ fi
 
 # 5. our messages ---------------------------------------------------------------------------
 if [ "$ROS_WHEELS" = 1 ]; then
-  step "messages (scripts/build_msgs.sh)"
-  inputs=$(cat "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT/scripts/build_msgs.sh")
+  step "messages + tf2_msgs (scripts/build_msgs.sh)"
+  inputs=$(cat "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT/scripts/build_msgs.sh" \
+    "$ROOT"/ros_interfaces/tf2_msgs/{package.xml,CMakeLists.txt} "$ROOT"/ros_interfaces/tf2_msgs/msg/*.msg)
   key=$(hash_of "$PYTAG" "$(cat "$STAMPS/ros")" "$inputs" "$ROOT")
   site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   if is_done msgs "$key" && [ -f "$site/_scenedino_ros_msgs.pth" ] && [ -d "$ROOT/build/ros_prefix/lib" ]; then

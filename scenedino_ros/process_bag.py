@@ -1,0 +1,663 @@
+"""``scenedino-process-bag``: run the node's pipeline over every image of a rosbag2 bag, offline, into a new bag.
+
+The input bag is read with ``rosbags``; its raw CDR is deserialised with ``rclpy.serialization`` into the message
+classes the node receives, images are paired with CameraInfo by stamp with the node's ``StampSync``, and every
+pair runs through the node's own functions (``scenedino_ros.outputs``: conversion, frame resolution,
+``Pipeline.process``, message building). Nothing is dropped: the bag is processed as fast as the device allows.
+The outputs go to a new bag under the topics the live node ``/scenedino`` would publish (``/scenedino/occupancy``,
+``/scenedino/semantic_points``, ...), with the node's QoS, header stamps and bag times equal to the input image's
+stamp. ``--include-inputs`` also copies every input topic (``/tf``, ``/tf_static`` ... with their QoS) unchanged.
+
+A frame that cannot be used (corrupt message, unsupported encoding, unusable CameraInfo, no CameraInfo with its
+stamp) is skipped with a warning naming its stamp and the reason, and counted in the summary (``summary.json`` and
+``summary.md`` in the output folder). The output folder appears only when complete (written to a hidden folder
+beside it, then renamed).
+
+Offline there is no TF listener: with ``target_frame`` set, the camera pose comes from the ``camera_pose.*``
+parameters (what the live node does when ``tf2_ros`` is not installed).
+
+    scenedino-process-bag IN OUT [--checkpoint CKPT] [--params a.yaml ...] [--param name:=value ...]
+        [--image-topic T] [--camera-info-topic T] [--include-inputs] [--storage mcap|sqlite3] [--device DEV]
+
+Parameters default to ``config/scenedino.yaml`` + ``config/kitti360.yaml`` (a KITTI-360 drive), found beside the
+package (the repository's ``config/``, or ``share/scenedino_ros/config`` of an installed package).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rclpy.serialization import deserialize_message, serialize_message
+from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from tqdm import tqdm
+
+from scenedino_core.labels import SSC_CLASSES
+
+from . import outputs
+from .params import NodeParams, load_params, pipeline_config, static_camera_pose
+from .conversions import CameraInfoError, ImageConversionError
+from .frames import FrameError, FrameResolver
+from .pipeline import Pipeline, class_table
+from .sync import StampSync
+
+_logger = logging.getLogger(__name__)
+
+#: Name of the live node whose topics the outputs take.
+NODE_NAME = "scenedino"
+#: Image message types the input topic may have.
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+#: Per-frame warnings logged for each kind of problem; further ones are only counted.
+WARNINGS_PER_REASON = 5
+#: Reason recorded for images that never found a CameraInfo.
+UNPAIRED = "NoCameraInfo"
+STAGES = ("decode", "inference", "build", "write", "other")
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+#: RMW_DURATION_INFINITE as rosbag2 metadata spells it.
+INFINITE = QosTime(sec=9223372036, nsec=854775807)
+
+
+class BagError(RuntimeError):
+    """The input bag cannot be opened or lacks the needed topics, or the output cannot be written."""
+
+
+@dataclass(frozen=True)
+class ProcessedFrame:
+    """One processed image, handed to ``on_frame``."""
+
+    stamp_ns: int
+    """Header stamp of the input image (ns): stamp and bag time of every output."""
+    rgb: np.ndarray
+    """(H, W, 3) uint8 input image."""
+    intrinsics: np.ndarray
+    """(3, 3) pixel intrinsics of ``rgb``."""
+    result: Any
+    """The ``scenedino_ros.pipeline.FrameResult``."""
+    frame_id: str
+    """Output frame of the voxel outputs."""
+    camera_frame: str
+    """Frame of the input image (and of the rendered images)."""
+    messages: list[tuple[str, Any]]
+    """(output topic, rclpy message), in publishing order, as written to the bag."""
+
+
+@dataclass(frozen=True)
+class SkippedFrame:
+    """An input image that produced no outputs."""
+
+    stamp_ns: int
+    """Header stamp, or the bag time when the message could not be deserialised."""
+    reason: str
+    """Kind of problem: an exception name (``UnsupportedEncodingError``, ``CameraInfoError``, ...),
+    ``CorruptMessage`` or ``NoCameraInfo``."""
+    detail: str
+
+
+@dataclass(frozen=True)
+class BagSummary:
+    """What ``process_bag`` did: frames, time per stage, occupancy statistics."""
+
+    input_path: str
+    output_path: str
+    storage: str
+    image_topic: str
+    camera_info_topic: str
+    model: str
+    device: str
+    random_weights: bool
+    images: int
+    """Image messages read."""
+    camera_infos: int
+    """CameraInfo messages read (corrupt ones included)."""
+    frames_processed: int
+    skipped: tuple[SkippedFrame, ...]
+    setup_s: float
+    """Opening the bags and building the pipeline (model load)."""
+    wall_s: float
+    """The processing loop (everything after setup)."""
+    stage_s: Mapping[str, float]
+    """Seconds per stage (``STAGES``): decode (bag read + deserialisation + image conversion), inference (pose +
+    ``Pipeline.process``), build (output messages), write (serialisation + bag writes, input copies included),
+    other (the rest of the loop); they add up to ``wall_s``."""
+    occupied_voxels: tuple[int, ...]
+    """Occupied voxels of each processed frame."""
+    class_voxels: Mapping[str, int]
+    """Occupied voxels per SSC class over all frames."""
+    messages_written: Mapping[str, int]
+    """Messages per output topic (copied inputs included)."""
+    read_error: str = ""
+    """Why reading stopped before the end of the input bag (empty: read completely)."""
+
+    @property
+    def frames_skipped(self) -> int:
+        return len(self.skipped)
+
+    @property
+    def skip_reasons(self) -> dict[str, int]:
+        return dict(Counter(s.reason for s in self.skipped).most_common())
+
+    @property
+    def stage_share(self) -> dict[str, float]:
+        """Fraction of ``wall_s`` per stage (sums to 1)."""
+        return {k: (v / self.wall_s if self.wall_s > 0 else 0.0) for k, v in self.stage_s.items()}
+
+    @property
+    def mean_frame_ms(self) -> float:
+        """Loop time per processed frame (ms)."""
+        return self.wall_s / self.frames_processed * 1e3 if self.frames_processed else float("nan")
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames_processed / self.wall_s if self.wall_s > 0 else float("nan")
+
+    def occupancy_stats(self) -> dict[str, float]:
+        """Mean, min, max of occupied voxels per frame (NaN without frames)."""
+        v = np.asarray(self.occupied_voxels, dtype=np.float64)
+        if v.size == 0:
+            return {"mean": float("nan"), "min": float("nan"), "max": float("nan")}
+        return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (``summary.json``)."""
+        d = dataclasses.asdict(self)
+        d.update(frames_skipped=self.frames_skipped, skip_reasons=self.skip_reasons, stage_share=self.stage_share,
+                 mean_frame_ms=self.mean_frame_ms, frames_per_s=self.frames_per_s,
+                 occupied_voxels_per_frame=self.occupancy_stats())
+        return d
+
+    def to_markdown(self) -> str:
+        """Human-readable summary (``summary.md``)."""
+        occ = self.occupancy_stats()
+        lines = [
+            "# scenedino-process-bag summary", "",
+            f"- input: `{self.input_path}` (images `{self.image_topic}`, CameraInfo `{self.camera_info_topic}`)",
+            f"- output: `{self.output_path}` ({self.storage}; "
+            f"{sum(self.messages_written.values())} messages on {len(self.messages_written)} topics)",
+            f"- model: {self.model} on {self.device}" + (" -- RANDOM WEIGHTS, outputs are meaningless"
+                                                        if self.random_weights else ""),
+            f"- frames: {self.images} images, {self.frames_processed} processed, {self.frames_skipped} skipped; "
+            f"{self.camera_infos} CameraInfo messages",
+        ]
+        if self.read_error:
+            lines.append(f"- **reading stopped early**: {self.read_error}")
+        if self.skipped:
+            lines += ["", "| skip reason | frames | first stamp (s) | first detail |", "|---|---|---|---|"]
+            for reason, n in self.skip_reasons.items():
+                first = next(s for s in self.skipped if s.reason == reason)
+                lines.append(f"| {reason} | {n} | {first.stamp_ns * 1e-9:.3f} | {first.detail} |")
+        lines += ["", f"Time: setup {self.setup_s:.2f} s, processing {self.wall_s:.2f} s = "
+                      f"{self.mean_frame_ms:.1f} ms per frame ({self.frames_per_s:.2f} frames/s)", "",
+                  "| stage | s | ms per frame | share |", "|---|---|---|---|"]
+        n = max(self.frames_processed, 1)
+        for stage, seconds in self.stage_s.items():
+            lines.append(f"| {stage} | {seconds:.3f} | {seconds / n * 1e3:.1f} | {self.stage_share[stage]:.1%} |")
+        lines += ["", f"Occupied voxels per frame: mean {occ['mean']:.1f}, min {occ['min']:.0f}, "
+                      f"max {occ['max']:.0f}", "", "| class | occupied voxels | share |", "|---|---|---|"]
+        total = max(sum(self.class_voxels.values()), 1)
+        for name, count in sorted(self.class_voxels.items(), key=lambda kv: -kv[1]):
+            if count:
+                lines.append(f"| {name} | {count} | {count / total:.1%} |")
+        lines += ["", "| output topic | messages |", "|---|---|"]
+        lines += [f"| `{topic}` | {count} |" for topic, count in self.messages_written.items()]
+        return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- topics and types
+
+def _message_class(msgtype: str) -> type:
+    """``pkg/msg/Name`` -> the rclpy message class."""
+    pkg, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{pkg}.msg"), name)
+
+
+def _type_name(cls: type) -> str:
+    """The rclpy message class -> ``pkg/msg/Name``."""
+    return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
+
+
+def camera_info_sibling(image_topic: str) -> str:
+    """``/cam/image_rect`` or ``/cam/image_rect/compressed`` -> ``/cam/camera_info`` (image_transport's rule)."""
+    base = image_topic[:-len("/compressed")] if image_topic.endswith("/compressed") else image_topic
+    return base.rsplit("/", 1)[0] + "/camera_info"
+
+
+def select_topics(connections: list[Connection], image_topic: str | None,
+                  info_topic: str | None) -> tuple[list[Connection], list[Connection]]:
+    """The connections of the image topic and of its CameraInfo topic.
+
+    Args:
+        connections: every connection of the input bag.
+        image_topic: None: the bag's only Image or CompressedImage topic.
+        info_topic: None: ``camera_info`` beside the image topic.
+
+    Raises:
+        BagError: no image topic, several and none chosen, a topic missing or of the wrong type.
+    """
+    by_topic: dict[str, list[Connection]] = {}
+    for c in connections:
+        by_topic.setdefault(c.topic, []).append(c)
+    candidates = sorted(t for t, cs in by_topic.items() if cs[0].msgtype in IMAGE_TYPES)
+    if image_topic is None:
+        if not candidates:
+            raise BagError(f"the bag has no sensor_msgs/Image or CompressedImage topic (topics: "
+                           f"{', '.join(sorted(by_topic)) or 'none'})")
+        if len(candidates) > 1:
+            raise BagError(f"the bag has {len(candidates)} image topics; choose one with --image-topic: "
+                           f"{', '.join(candidates)}")
+        image_topic = candidates[0]
+    if image_topic not in by_topic:
+        raise BagError(f"image topic {image_topic} is not in the bag; image topics: {', '.join(candidates) or 'none'}")
+    if by_topic[image_topic][0].msgtype not in IMAGE_TYPES:
+        raise BagError(f"topic {image_topic} has type {by_topic[image_topic][0].msgtype}, not one of "
+                       f"{', '.join(IMAGE_TYPES)}")
+    info_topic = info_topic or camera_info_sibling(image_topic)
+    infos = sorted(t for t, cs in by_topic.items() if cs[0].msgtype == CAMERA_INFO_TYPE)
+    if info_topic not in by_topic or by_topic[info_topic][0].msgtype != CAMERA_INFO_TYPE:
+        raise BagError(f"no CameraInfo topic {info_topic} in the bag (CameraInfo topics: {', '.join(infos) or 'none'});"
+                       " choose one with --camera-info-topic")
+    return by_topic[image_topic], by_topic[info_topic]
+
+
+def _voxel_grid_msgdef() -> str | None:
+    """Text of ``SemanticVoxelGrid.msg`` (repository ``msg/`` or the generated package's ``share``), or None."""
+    try:
+        module_file = Path(sys.modules[outputs.semantic_voxel_grid_type().__module__].__file__)
+    except ImportError:
+        return None
+    candidates = [Path(__file__).resolve().parents[1] / "msg"]
+    candidates += [parent / "share" / "scenedino_ros" / "msg" for parent in module_file.parents]
+    for folder in candidates:
+        if (folder / "SemanticVoxelGrid.msg").is_file():
+            return (folder / "SemanticVoxelGrid.msg").read_text()
+    return None
+
+
+def _output_qos(name: str) -> Qos:
+    """The QoS the live node offers on output ``name`` (``node._create_publishers``), as ``ros2 bag record`` writes
+    it (rclpy's defaults resolved: automatic liveliness, infinite durations)."""
+    latched = name in outputs.LATCHED_OUTPUTS
+    return Qos(history=QosHistory.KEEP_LAST, depth=1 if latched else outputs.OUTPUT_DEPTH,
+               reliability=QosReliability.RELIABLE,
+               durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
+               deadline=INFINITE, lifespan=INFINITE, liveliness=QosLiveliness.AUTOMATIC,
+               liveliness_lease_duration=INFINITE, avoid_ros_namespace_conventions=False)
+
+
+# ----------------------------------------------------------------------------- output folder
+
+@contextmanager
+def _staged_dir(path: Path) -> Iterator[Path]:
+    """Yield a not-yet-existing path in a hidden folder beside ``path``; renamed to ``path`` if the block succeeds."""
+    if path.exists():
+        raise BagError(f"output {path} exists already; remove it or choose another path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield staging / path.name
+        if path.exists():
+            raise BagError(f"output {path} appeared while processing; the result is not moved over it")
+        os.rename(staging / path.name, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- processing
+
+class _Clock:
+    """Accumulates perf_counter seconds per stage."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES[:-1], 0.0)
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] += now - self._t
+        self._t = now
+
+    def reset(self) -> None:
+        self._t = time.perf_counter()
+
+
+def _stamp_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+class _Run:
+    """One ``process_bag`` call: output connections, the pairing, the per-frame work and the tallies."""
+
+    def __init__(self, p: NodeParams, pipeline: Pipeline, reader: Reader, writer: Writer,
+                 topics: tuple[list[Connection], list[Connection]], include_inputs: bool, node_name: str,
+                 on_frame: Callable[[ProcessedFrame], None] | None):
+        self.p, self.pipeline, self.reader, self.writer = p, pipeline, reader, writer
+        self.image_conns, self.info_conns = topics
+        self.node_name, self.on_frame = node_name, on_frame
+        typestore = _output_typestore(p.publish_voxel_grid)
+        voxel_grid = "scenedino_ros/msg/SemanticVoxelGrid" in typestore.types
+        self.topics = {name: writer.add_connection(f"/{node_name}/{name}", _type_name(cls), typestore=typestore,
+                                                   offered_qos_profiles=[_output_qos(name)])
+                       for name, cls in outputs.output_types(p, voxel_grid=voxel_grid).items()}
+        self.copies = {c.id: _copy_connection(writer, c, typestore) for c in reader.connections} \
+            if include_inputs else {}
+        self.frames = FrameResolver(p.target_frame, static_camera_pose(p))
+        self.class_names, self.palette = class_table(p.class_colors_rgb)
+        self.sync = StampSync(p.sync_queue_size, int(p.sync_max_stamp_diff_s * 1e9), p.sync_use_latest_camera_info)
+        self.clock = _Clock()
+        self.pending: dict[int, int] = {}
+        """Sequence number -> stamp of images added to ``sync`` and not paired yet."""
+        self.skipped: list[SkippedFrame] = []
+        self.skip_counts: Counter[str] = Counter()
+        self.occupied: list[int] = []
+        self.class_voxels = np.zeros(len(SSC_CLASSES), dtype=np.int64)
+        self.written: Counter[str] = Counter()
+        self.images = self.infos = 0
+        self.read_error = ""
+        self.wall_s = 0.0
+
+    def read_all(self, progress: bool) -> None:
+        """Read the input bag to its end (or to a read error), processing every image."""
+        image_ids, info_ids = {c.id for c in self.image_conns}, {c.id for c in self.info_conns}
+        image_cls = _message_class(self.image_conns[0].msgtype)
+        info_cls = _message_class(self.info_conns[0].msgtype)
+        wanted = self.reader.connections if self.copies else self.image_conns + self.info_conns
+        start = time.perf_counter()
+        self.clock.reset()
+        messages = self.reader.messages(connections=wanted)
+        with tqdm(total=sum(c.msgcount for c in self.image_conns), unit="frame", desc="process-bag",
+                  disable=not progress, dynamic_ncols=True) as bar:
+            while True:
+                try:
+                    item = next(messages, None)
+                except Exception as exc:  # a truncated or corrupt bag: keep what was processed, say where it stopped
+                    self.read_error = f"{type(exc).__name__}: {exc}"
+                    _logger.error("reading %s stopped early: %s", self.reader.path, self.read_error)
+                    break
+                if item is None:
+                    break
+                conn, bag_ns, raw = item
+                self.clock.lap("decode")
+                if conn.id in self.copies:
+                    self.write(conn.topic, self.copies[conn.id], bag_ns, raw)
+                    self.clock.lap("write")
+                if conn.id in image_ids:
+                    self.on_image(bag_ns, raw, image_cls)
+                    bar.update()
+                elif conn.id in info_ids:
+                    self.on_info(bag_ns, raw, info_cls)
+        self.finish()
+        self.wall_s = time.perf_counter() - start
+
+    def skip(self, stamp_ns: int, reason: str, detail: str) -> None:
+        self.skipped.append(SkippedFrame(stamp_ns, reason, detail))
+        self.skip_counts[reason] += 1
+        n = self.skip_counts[reason]
+        if n <= WARNINGS_PER_REASON:
+            more = (f" (further {reason} skips are only counted in the summary)" if n == WARNINGS_PER_REASON else "")
+            _logger.warning("skipping frame at %.3f s: %s: %s%s", stamp_ns * 1e-9, reason, detail, more)
+
+    def write(self, topic: str, connection: Connection, stamp_ns: int, data: bytes | memoryview) -> None:
+        self.writer.write(connection, stamp_ns, data)
+        self.written[topic] += 1
+
+    def on_image(self, bag_ns: int, raw: bytes | memoryview, cls: type) -> None:
+        self.images += 1
+        try:
+            msg = deserialize_message(bytes(raw), cls)
+        except Exception as exc:  # rclpy raises RMWError (and others) for undecodable CDR
+            self.clock.lap("decode")
+            self.skip(bag_ns, "CorruptMessage", f"image message at bag time {bag_ns * 1e-9:.3f} s cannot be "
+                      f"deserialised as {_type_name(cls)}: {type(exc).__name__}: {exc}")
+            return
+        self.clock.lap("decode")
+        stamp = _stamp_ns(msg.header.stamp)
+        jump = self.sync.time_jump(stamp)
+        if jump:
+            _logger.warning("image stamp went backwards by %.3f s at %.3f s: cleared the pairing queues", jump * 1e-9,
+                            stamp * 1e-9)
+        seq = self.images
+        self.pending[seq] = stamp
+        pair = self.sync.add_image(stamp, (seq, msg))
+        if pair is not None:
+            self.process(pair.image, pair.info)
+
+    def on_info(self, bag_ns: int, raw: bytes | memoryview, cls: type) -> None:
+        self.infos += 1
+        try:
+            info = deserialize_message(bytes(raw), cls)
+        except Exception as exc:  # as in on_image
+            self.clock.lap("decode")
+            _logger.warning("ignoring CameraInfo at bag time %.3f s: cannot be deserialised: %s: %s", bag_ns * 1e-9,
+                            type(exc).__name__, exc)
+            return
+        self.clock.lap("decode")
+        pair = self.sync.add_info(_stamp_ns(info.header.stamp), info)
+        if pair is not None:
+            self.process(pair.image, pair.info)
+
+    def process(self, image: tuple[int, Any], info: Any) -> None:
+        seq, msg = image
+        stamp = self.pending.pop(seq)
+        try:
+            inp = outputs.frame_input(msg, info, self.p)
+        except (ImageConversionError, CameraInfoError) as exc:
+            self.clock.lap("decode")
+            self.skip(stamp, type(exc).__name__, str(exc))
+            return
+        self.clock.lap("decode")
+        try:
+            result, frame_id = outputs.infer(self.pipeline, self.frames, inp)
+        except FrameError as exc:
+            self.clock.lap("inference")
+            self.skip(stamp, type(exc).__name__, str(exc))
+            return
+        except Exception as exc:  # the per-frame boundary, as in the node's worker: count it and go on
+            self.clock.lap("inference")
+            self.skip(stamp, type(exc).__name__, f"frame failed: {exc}")
+            return
+        self.clock.lap("inference")
+        built = outputs.build_messages(result, inp.stamp, frame_id, inp.camera_frame, self.p, self.class_names,
+                                       self.palette, self.topics)
+        messages = [(f"/{self.node_name}/{name}", m) for name, m in built]
+        self.clock.lap("build")
+        for (topic, m), (name, _) in zip(messages, built):
+            self.write(topic, self.topics[name], stamp, serialize_message(m))
+        self.clock.lap("write")
+        self.occupied.append(int(result.points.shape[0]))
+        self.class_voxels += np.bincount(result.point_labels, minlength=len(SSC_CLASSES))[:len(SSC_CLASSES)]
+        if self.on_frame is not None:
+            self.on_frame(ProcessedFrame(stamp, inp.rgb, inp.intrinsics, result, frame_id, inp.camera_frame,
+                                         messages))
+            self.clock.reset()  # the callback's time counts as "other"
+
+    def finish(self) -> None:
+        """Skip the images that never found a CameraInfo."""
+        for stamp in self.pending.values():
+            self.skip(stamp, UNPAIRED, f"no CameraInfo on {self.info_conns[0].topic} with a matching stamp "
+                      f"(sync.max_stamp_diff_s = {self.p.sync_max_stamp_diff_s} s)")
+        self.pending.clear()
+
+    def summary(self, in_path: Path, out_path: Path, storage: str, setup_s: float) -> BagSummary:
+        stage_s = {**self.clock.seconds, "other": max(self.wall_s - sum(self.clock.seconds.values()), 0.0)}
+        return BagSummary(
+            input_path=str(in_path), output_path=str(out_path), storage=storage,
+            image_topic=self.image_conns[0].topic, camera_info_topic=self.info_conns[0].topic,
+            model=self.pipeline.describe(), device=str(self.pipeline.device),
+            random_weights=self.pipeline.random_weights, images=self.images, camera_infos=self.infos,
+            frames_processed=len(self.occupied), skipped=tuple(sorted(self.skipped, key=lambda x: x.stamp_ns)),
+            setup_s=setup_s, wall_s=self.wall_s, stage_s=stage_s, occupied_voxels=tuple(self.occupied),
+            class_voxels={c.name: int(n) for c, n in zip(SSC_CLASSES, self.class_voxels)},
+            messages_written=dict(sorted(self.written.items())), read_error=self.read_error)
+
+
+def _output_typestore(voxel_grid: bool) -> Any:
+    """The ROS 2 Kilted typestore, plus ``scenedino_ros/msg/SemanticVoxelGrid`` when wanted and its definition is
+    found (warns otherwise: ``~/voxel_grid`` is then not written)."""
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    if voxel_grid:
+        msgdef = _voxel_grid_msgdef()
+        if msgdef is None:
+            _logger.warning("~/voxel_grid is not written: scenedino_ros.msg or its SemanticVoxelGrid.msg definition "
+                            "is not available (scripts/build_msgs.sh)")
+        else:
+            typestore.register(get_types_from_msg(msgdef, "scenedino_ros/msg/SemanticVoxelGrid"))
+    return typestore
+
+
+def _copy_connection(writer: Writer, c: Connection, typestore: Any) -> Connection:
+    """An output connection like input connection ``c`` (type, definition, hash, QoS); bags without definitions or
+    hashes (older rosbag2) get them from the typestore."""
+    complete = bool(c.msgdef.data) and c.digest.startswith("RIHS01_")
+    try:
+        return writer.add_connection(c.topic, c.msgtype, typestore=None if complete else typestore,
+                                     msgdef=c.msgdef.data if complete else None, rihs01=c.digest if complete else None,
+                                     serialization_format=c.ext.serialization_format,
+                                     offered_qos_profiles=c.ext.offered_qos_profiles)
+    except Exception as exc:  # rosbags: WriterError, or an unknown type in the typestore
+        raise BagError(f"cannot copy input topic {c.topic} ({c.msgtype}): {type(exc).__name__}: {exc}") from exc
+
+
+def _open_reader(path: Path) -> Reader:
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as exc:  # rosbags raises FileNotFoundError, ReaderError, YAML, sqlite and OS errors
+        raise BagError(f"cannot open input bag {path}: {type(exc).__name__}: {exc}") from exc
+    return reader
+
+
+def process_bag(in_path: str | Path, out_path: str | Path, params: NodeParams, *,
+                image_topic: str | None = None, info_topic: str | None = None, include_inputs: bool = False,
+                storage: str = "mcap", on_frame: Callable[[ProcessedFrame], None] | None = None,
+                progress: bool = True, pipeline: Pipeline | None = None, node_name: str = NODE_NAME) -> BagSummary:
+    """Run the node's processing over every image of a bag and write the outputs to a new bag.
+
+    Args:
+        in_path: input rosbag2 bag (folder, or a ``.mcap`` / ``.db3`` file).
+        out_path: output bag folder (must not exist); also gets ``summary.json`` and ``summary.md``.
+        params: the node's parameters (``scenedino_ros.params.load_params``).
+        image_topic: Image or CompressedImage topic (default: the bag's only one).
+        info_topic: CameraInfo topic (default: ``camera_info`` beside the image topic).
+        include_inputs: also copy every input topic, raw, with its QoS.
+        storage: ``mcap`` or ``sqlite3``.
+        on_frame: called with every processed frame (after it is written).
+        progress: show a tqdm progress bar.
+        pipeline: an already built pipeline (default: built from ``params``).
+        node_name: node whose output topics (``/<node_name>/<output>``) are written.
+
+    Raises:
+        BagError: the input cannot be opened or lacks the topics; the output exists.
+        scenedino_ros.pipeline.PipelineError, FileNotFoundError, ...: the pipeline cannot be built.
+    """
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {list(STORAGES)}, got {storage!r}")
+    in_path, out_path = Path(in_path), Path(out_path)
+    t0 = time.perf_counter()
+    if out_path.exists():
+        raise BagError(f"output {out_path} exists already; remove it or choose another path")
+    reader = _open_reader(in_path)
+    try:
+        topics = select_topics(reader.connections, image_topic, info_topic)
+        pipeline = pipeline or Pipeline(pipeline_config(params))
+        if params.target_frame and params.use_tf:
+            _logger.info("TF is not read from the bag: the camera pose in %s comes from the camera_pose.* parameters",
+                         params.target_frame)
+        with _staged_dir(out_path) as staged:
+            writer = Writer(staged, version=9, storage_plugin=STORAGES[storage])
+            writer.open()
+            try:
+                run = _Run(params, pipeline, reader, writer, topics, include_inputs, node_name, on_frame)
+                setup_s = time.perf_counter() - t0
+                run.read_all(progress)
+            finally:
+                writer.close()
+            summary = run.summary(in_path, out_path, storage, setup_s)
+            (staged / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+            (staged / "summary.md").write_text(summary.to_markdown())
+    finally:
+        reader.close()
+    return summary
+
+
+# ----------------------------------------------------------------------------- command line
+
+def default_params_files() -> list[Path]:
+    """``scenedino.yaml`` + ``kitti360.yaml`` from the repository's ``config/`` or an install's
+    ``share/scenedino_ros/config``; ``FileNotFoundError`` naming the places looked at."""
+    here = Path(__file__).resolve()
+    folders = [here.parents[1] / "config"] + [parent / "share" / "scenedino_ros" / "config"
+                                               for parent in here.parents[1:5]]
+    for folder in folders:
+        files = [folder / "scenedino.yaml", folder / "kitti360.yaml"]
+        if all(f.is_file() for f in files):
+            return files
+    raise FileNotFoundError("default parameter files scenedino.yaml + kitti360.yaml not found in "
+                            f"{', '.join(map(str, folders))}; pass --params")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="scenedino-process-bag", description="Run the SceneDINO node's processing "
+                                 "over every image of a rosbag2 bag, offline, into a new bag (topics /scenedino/*, "
+                                 "as the live node publishes them). Put IN and OUT before --params.")
+    ap.add_argument("input", type=Path, help="input rosbag2 bag (folder, .mcap or .db3)")
+    ap.add_argument("output", type=Path, help="output bag folder (must not exist); gets summary.json/.md too")
+    ap.add_argument("--checkpoint", help="SceneDINO checkpoint (sets the 'checkpoint' parameter); required unless "
+                                         "--param allow_random_weights:=true")
+    ap.add_argument("--params", nargs="+", type=Path, metavar="YAML",
+                    help="node parameter files, layered in order (default: config/scenedino.yaml "
+                         "config/kitti360.yaml, for a KITTI-360 drive)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="parameter override, as 'ros2 run ... -p' (repeatable)")
+    ap.add_argument("--image-topic", help="Image or CompressedImage topic (default: the bag's only one)")
+    ap.add_argument("--camera-info-topic", help="CameraInfo topic (default: camera_info beside the image topic)")
+    ap.add_argument("--include-inputs", action="store_true", help="copy every input topic into the output bag")
+    ap.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="output storage (default: mcap)")
+    ap.add_argument("--device", help="torch device, cpu | cuda | cuda:N (sets the 'device' parameter)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    overrides = list(args.param)
+    if args.checkpoint:
+        overrides.append(f"checkpoint:={json.dumps(args.checkpoint)}")
+    if args.device:
+        overrides.append(f"device:={args.device}")
+    try:
+        files = args.params if args.params is not None else default_params_files()
+        p = load_params(files, overrides, NODE_NAME)
+        if not p.checkpoint and not p.allow_random_weights:
+            print("scenedino-process-bag: error: --checkpoint is required (or --param allow_random_weights:=true "
+                  "to run an untrained model for testing)", file=sys.stderr)
+            return 2
+        summary = process_bag(args.input, args.output, p, image_topic=args.image_topic,
+                              info_topic=args.camera_info_topic, include_inputs=args.include_inputs,
+                              storage=args.storage, progress=not args.no_progress)
+    except (BagError, ValueError, OSError, RuntimeError) as exc:  # ParameterError, PipelineError, CheckpointError, ...
+        print(f"scenedino-process-bag: error: {exc}", file=sys.stderr)
+        return 1
+    print(summary.to_markdown())
+    print(f"wrote {args.output} (summary.json, summary.md inside)")
+    return 1 if summary.read_error else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
