@@ -1,6 +1,6 @@
 """Replay a KITTI-360 bag (``scenedino-kitti360-to-bag``) into the SceneDINO node, with RViz, on simulated time.
 
-    ros2 launch scenedino_ros kitti360_replay.launch.py bag:=/data/drive_0009.mcap_bag \
+    ros2 launch scenedino_ros kitti360_replay.launch.py bag:=/data/kitti360_0009 \
         checkpoint:=/data/scenedino.pt rate:=0.5
 
 Starts ``ros2 bag play BAG --clock --rate R`` (``/clock`` from the bag), the node with ``config/scenedino.yaml`` +

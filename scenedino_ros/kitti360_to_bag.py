@@ -57,7 +57,6 @@ from typing import Any
 import cv2
 import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -66,6 +65,7 @@ from scenedino_core.cli.preprocess_kitti360 import parse_frames
 from scenedino_core.data import kitti360 as k360
 from scenedino_core.data.kitti360_calib import read_cam_to_velo, read_perspective
 
+from .bag_io import STORAGES, bag_writer, check_storage
 from .frames import matrix_to_xyz_quat
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,6 @@ PROG = "scenedino-kitti360-to-bag"
 #: Message definitions used to build and serialise every message (ROS 2 Kilted; tf2_msgs included).
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 CAMERAS: tuple[str, ...] = k360.PERSPECTIVE_CAMERAS
-STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 COMPRESSIONS: tuple[str, ...] = ("png", "jpeg")
 JPEG_QUALITY = 95
 #: (4, 4) KITTI-360 pose (IMU) frame (x forward, y right, z down) -> base_link (REP-103: x forward, y left, z up).
@@ -425,8 +424,7 @@ def convert(root: str | Path, sequence: str, out: str | Path, *, frames: tuple[i
     """
     t_start = time.perf_counter()
     root, out, cameras = Path(root), Path(out), tuple(cameras)
-    if storage not in STORAGES:
-        raise ValueError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
+    check_storage(storage)
     if compressed not in (None, *COMPRESSIONS):
         raise ValueError(f"compressed must be None or one of {COMPRESSIONS}, got {compressed!r}")
     if not cameras or len(set(cameras)) != len(cameras) or not set(cameras) <= set(CAMERAS):
@@ -483,7 +481,7 @@ def _write(bag: Path, root: Path, sequence: str, inputs: _Inputs, storage: str, 
     counts: dict[str, int] = {}
     written, bad_image, scans_missing, scans_bad = [], [], [], []
     end_ns = t0
-    with Writer(bag, version=9, storage_plugin=STORAGES[storage]) as writer:
+    with bag_writer(bag, storage) as writer:
         conns = {}
 
         def connect(topic: str, msgtype: str, qos: Qos = STREAM_QOS) -> None:

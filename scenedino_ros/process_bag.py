@@ -44,17 +44,18 @@ from typing import Any
 import numpy as np
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2 import Reader, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from tqdm import tqdm
 
 from scenedino_core.labels import SSC_CLASSES
 
 from . import outputs
-from .params import NodeParams, load_params, pipeline_config, static_camera_pose
+from .bag_io import STORAGES, bag_writer, check_storage
 from .conversions import CameraInfoError, ImageConversionError
 from .frames import FrameError, FrameResolver
-from .pipeline import Pipeline, class_table
+from .params import NodeParams, load_params, pipeline_config, static_camera_pose
+from .pipeline import FrameResult, Pipeline, class_table
 from .sync import StampSync
 
 _logger = logging.getLogger(__name__)
@@ -69,7 +70,6 @@ WARNINGS_PER_REASON = 5
 #: Reason recorded for images that never found a CameraInfo.
 UNPAIRED = "NoCameraInfo"
 STAGES = ("decode", "inference", "build", "write", "other")
-STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 #: RMW_DURATION_INFINITE as rosbag2 metadata spells it.
 INFINITE = QosTime(sec=9223372036, nsec=854775807)
 
@@ -88,8 +88,7 @@ class ProcessedFrame:
     """(H, W, 3) uint8 input image."""
     intrinsics: np.ndarray
     """(3, 3) pixel intrinsics of ``rgb``."""
-    result: Any
-    """The ``scenedino_ros.pipeline.FrameResult``."""
+    result: FrameResult
     frame_id: str
     """Output frame of the voxel outputs."""
     camera_frame: str
@@ -565,8 +564,7 @@ def process_bag(in_path: str | Path, out_path: str | Path, params: NodeParams, *
         BagError: the input cannot be opened or lacks the topics; the output exists.
         scenedino_ros.pipeline.PipelineError, FileNotFoundError, ...: the pipeline cannot be built.
     """
-    if storage not in STORAGES:
-        raise ValueError(f"storage must be one of {list(STORAGES)}, got {storage!r}")
+    check_storage(storage)
     in_path, out_path = Path(in_path), Path(out_path)
     t0 = time.perf_counter()
     if out_path.exists():
@@ -579,7 +577,7 @@ def process_bag(in_path: str | Path, out_path: str | Path, params: NodeParams, *
             _logger.info("TF is not read from the bag: the camera pose in %s comes from the camera_pose.* parameters",
                          params.target_frame)
         with _staged_dir(out_path) as staged:
-            writer = Writer(staged, version=9, storage_plugin=STORAGES[storage])
+            writer = bag_writer(staged, storage)
             writer.open()
             try:
                 run = _Run(params, pipeline, reader, writer, topics, include_inputs, node_name, on_frame)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
+from rclpy.duration import Duration
 from rclpy.exceptions import InvalidTopicNameException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -44,6 +45,8 @@ DEFAULT_DEPTH = 10
 MAX_LATCHED_DEPTH = 1000
 #: After every publisher has a subscriber: time for the subscribers' side of the reliable matching to finish.
 SETTLE_S = 0.5
+#: At the end of playback: how long to wait for reliable subscribers to acknowledge the last messages.
+ACK_TIMEOUT_S = 5.0
 
 
 class ReplayError(ValueError):
@@ -314,6 +317,16 @@ class Player:
             self._publish_clock(progress.last_ns)
         return self._summary(loop, t0)
 
+    def wait_for_delivery(self, timeout_s: float = ACK_TIMEOUT_S) -> bool:
+        """Wait until reliable subscribers acknowledged everything published (the last messages are still in
+        flight when playback ends; exiting at once would drop them). True when all were acknowledged in time."""
+        end = time.monotonic() + timeout_s
+        acked = True
+        for _, publisher in self._publishers.values():
+            left = max(0.0, end - time.monotonic())
+            acked &= publisher.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9)))
+        return acked
+
     def _summary(self, loop: int, t0: float, interrupted: bool = False) -> LoopSummary:
         p = self.progress
         bag_s = (p.last_ns - self.reader.start_time) * 1e-9 if p.last_ns is not None else 0.0
@@ -336,6 +349,9 @@ class Player:
                 summaries.append(self.play_once(loop))
                 _logger.info(summaries[-1].describe())
                 if not self.options.loop:
+                    if not self.wait_for_delivery():
+                        _logger.warning("not every reliable subscriber acknowledged the last messages within %.0f s",
+                                        ACK_TIMEOUT_S)
                     return summaries
                 loop += 1
         except KeyboardInterrupt:

@@ -47,3 +47,13 @@ def reference_dir(name: str) -> Path:
         pytest.skip(f"reference fixtures not found at {path} (CI has ../shared beside the clone; a user's clone "
                     "does not)")
     return path
+
+
+@pytest.fixture(scope="module")
+def ros_context():
+    """An rclpy context of its own for one test module (the ROS tests run inside ``unshare -n``)."""
+    rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (scripts/setup.sh installs the ROS 2 wheels)")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)

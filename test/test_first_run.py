@@ -286,10 +286,12 @@ def test_second_run_reuses_the_drive_and_streams_live(first, checkpoint):
 
 def test_drive_completeness(first):
     drive = first[0] / first_run.DRIVE_DIR
-    same = first_run.DriveSettings(seed=0, frames=FRAMES, image_size=(94, 352))
+    seed = first_run.DRIVE_SEED
+    same = first_run.DriveSettings(seed=seed, frames=FRAMES, image_size=(94, 352))
     assert first_run.drive_is_complete(drive, same)
-    assert not first_run.drive_is_complete(drive, first_run.DriveSettings(seed=1, frames=FRAMES, image_size=(94, 352)))
-    assert not first_run.drive_is_complete(drive, first_run.DriveSettings(seed=0, frames=FRAMES + 1,
+    assert not first_run.drive_is_complete(drive, first_run.DriveSettings(seed=seed + 1, frames=FRAMES,
+                                                                         image_size=(94, 352)))
+    assert not first_run.drive_is_complete(drive, first_run.DriveSettings(seed=seed, frames=FRAMES + 1,
                                                                          image_size=(94, 352)))
     assert not first_run.drive_is_complete(drive.parent / "nowhere", same)
 

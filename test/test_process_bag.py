@@ -250,14 +250,6 @@ class LiveNode:
         self.tester.destroy_node()
 
 
-@pytest.fixture(scope='module')
-def ros_context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 @pytest.mark.parametrize('transport', ['raw', 'compressed'])
 def test_outputs_equal_the_live_node(ros_context, tiny_checkpoint, tmp_path, transport):
     """Same frames through the live node and through process_bag: the same messages, one for one."""

@@ -119,14 +119,6 @@ def sparse_bag(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope='module')
-def ros_context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 class Sink:
     """Raw (CDR bytes) subscriptions on a spinning executor; thread-safe record of what arrived."""
 

@@ -231,14 +231,6 @@ def camera_info(width: int = W, height: int = H, k=None) -> CameraInfo:
     return info
 
 
-@pytest.fixture(scope='module')
-def ros_context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 @pytest.fixture
 def start_node(tmp_path, ros_context, tiny_checkpoint):
     """Start the node with the launch_ros command line; returns (NodeProcess, Harness); both torn down after."""

@@ -31,10 +31,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stride", type=int, default=4, help="score every n-th pixel")
     args = p.parse_args(argv)
 
-    cfg = load_train_config(args.recipe, [f"data.num_val_items={args.items}"])
+    trained = load_model(args.checkpoint)
+    h, w = trained.config.image_size  # stage-2 recipes take the model from their init checkpoint
+    cfg = load_train_config(args.recipe, [f"data.num_val_items={args.items}", f"model.image_size=[{h},{w}]"])
     val = make_datasets(cfg, "val")
     items = [val[i] for i in range(len(val))]
-    trained = load_model(args.checkpoint)
     rows = [("trained", semantic_metrics(trained, items, args.stride, write_assignment=False))]
     for seed in args.seeds:
         model = copy.deepcopy(trained)
