@@ -3,10 +3,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
 #: ``--storage`` choices.
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+#: RMW_DURATION_INFINITE as ``ros2 bag record`` writes it into the metadata.
+INFINITE = QosTime(sec=9223372036, nsec=854775807)
+
+
+def reliable_qos(depth: int, durability: QosDurability) -> Qos:
+    """An offered QoS profile as ``ros2 bag record`` stores it for a reliable keep-last publisher with rclpy's
+    defaults resolved (automatic liveliness, infinite durations)."""
+    return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE, durability=durability,
+               deadline=INFINITE, lifespan=INFINITE, liveliness=QosLiveliness.AUTOMATIC,
+               liveliness_lease_duration=INFINITE, avoid_ros_namespace_conventions=False)
 
 
 def check_storage(storage: str) -> StoragePlugin:

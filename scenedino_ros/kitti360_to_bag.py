@@ -56,7 +56,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.interfaces import Qos, QosDurability
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -65,7 +65,7 @@ from scenedino_core.cli.preprocess_kitti360 import parse_frames
 from scenedino_core.data import kitti360 as k360
 from scenedino_core.data.kitti360_calib import read_cam_to_velo, read_perspective
 
-from .bag_io import STORAGES, bag_writer, check_storage
+from .bag_io import STORAGES, bag_writer, check_storage, reliable_qos
 from .frames import matrix_to_xyz_quat
 
 logger = logging.getLogger(__name__)
@@ -116,18 +116,9 @@ class BagFrames:
 
 TOPICS = BagTopics()
 FRAMES = BagFrames()
-_INFINITE = QosTime(sec=9223372036, nsec=854775807)  # RMW_DURATION_INFINITE, as ros2 bag record writes it
-
-
-def _qos(depth: int, durability: QosDurability) -> Qos:
-    return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE, durability=durability,
-               deadline=_INFINITE, lifespan=_INFINITE, liveliness=QosLiveliness.AUTOMATIC,
-               liveliness_lease_duration=_INFINITE, avoid_ros_namespace_conventions=False)
-
-
 #: Offered QoS of /tf_static (latched by ``ros2 bag play``) and of every other topic.
-LATCHED_QOS = _qos(1, QosDurability.TRANSIENT_LOCAL)
-STREAM_QOS = _qos(100, QosDurability.VOLATILE)
+LATCHED_QOS = reliable_qos(1, QosDurability.TRANSIENT_LOCAL)
+STREAM_QOS = reliable_qos(100, QosDurability.VOLATILE)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 from rclpy.serialization import deserialize_message, serialize_message
-from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.interfaces import Connection, Qos, QosDurability
 from rosbags.rosbag2 import Reader, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from tqdm import tqdm
@@ -51,7 +51,7 @@ from tqdm import tqdm
 from scenedino_core.labels import SSC_CLASSES
 
 from . import outputs
-from .bag_io import STORAGES, bag_writer, check_storage
+from .bag_io import STORAGES, bag_writer, check_storage, reliable_qos
 from .conversions import CameraInfoError, ImageConversionError
 from .frames import FrameError, FrameResolver
 from .params import NodeParams, load_params, pipeline_config, static_camera_pose
@@ -70,8 +70,6 @@ WARNINGS_PER_REASON = 5
 #: Reason recorded for images that never found a CameraInfo.
 UNPAIRED = "NoCameraInfo"
 STAGES = ("decode", "inference", "build", "write", "other")
-#: RMW_DURATION_INFINITE as rosbag2 metadata spells it.
-INFINITE = QosTime(sec=9223372036, nsec=854775807)
 
 
 class BagError(RuntimeError):
@@ -291,12 +289,9 @@ def _voxel_grid_msgdef() -> str | None:
 def _output_qos(name: str) -> Qos:
     """The QoS the live node offers on output ``name`` (``node._create_publishers``), as ``ros2 bag record`` writes
     it (rclpy's defaults resolved: automatic liveliness, infinite durations)."""
-    latched = name in outputs.LATCHED_OUTPUTS
-    return Qos(history=QosHistory.KEEP_LAST, depth=1 if latched else outputs.OUTPUT_DEPTH,
-               reliability=QosReliability.RELIABLE,
-               durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
-               deadline=INFINITE, lifespan=INFINITE, liveliness=QosLiveliness.AUTOMATIC,
-               liveliness_lease_duration=INFINITE, avoid_ros_namespace_conventions=False)
+    if name in outputs.LATCHED_OUTPUTS:
+        return reliable_qos(1, QosDurability.TRANSIENT_LOCAL)
+    return reliable_qos(outputs.OUTPUT_DEPTH, QosDurability.VOLATILE)
 
 
 # ----------------------------------------------------------------------------- output folder

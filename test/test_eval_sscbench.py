@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
+from test_sscbench_io import PERSPECTIVE_TXT
 from scenedino_core import labels
 from scenedino_core.checkpoint import save_checkpoint
 from scenedino_core.cli import eval_sscbench as ev
@@ -31,15 +32,6 @@ VAL_SEQ = "2013_05_28_drive_0006_sync"
 TEST_FRAMES = (3, 10, 125)
 VAL_FRAMES = (7, 8)
 SHAPE = grid.GRID_DIMS
-
-PERSPECTIVE_TXT = """calib_time: 09-Jan-2013 15:40:53
-S_00: 1.392000e+03 5.120000e+02
-K_00: 7.880000e+02 0.000000e+00 6.870000e+02 0.000000e+00 7.860000e+02 3.170000e+02 0.000000e+00 0.000000e+00 1.000000e+00
-R_rect_00: 0.999974 -0.007141 -0.000089 0.007141 0.999969 -0.003247 0.000112 0.003247 0.999995
-P_rect_00: 5.525542e+02 0.000000e+00 6.820495e+02 0.000000e+00 0.000000e+00 5.525542e+02 2.387695e+02 0.000000e+00 0.000000e+00 0.000000e+00 1.000000e+00 0.000000e+00
-S_rect_00: 1.408000e+03 3.760000e+02
-P_rect_01: 5.525542e+02 0.000000e+00 6.820495e+02 -3.268890e+02 0.000000e+00 5.525542e+02 2.387695e+02 0.000000e+00 0.000000e+00 0.000000e+00 1.000000e+00 0.000000e+00
-"""
 
 
 @pytest.fixture(scope="module", autouse=True)
