@@ -29,7 +29,8 @@ def load_script():
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def synthetic_frame(tmp_path_factory):
+    """One written SSCBench-format frame of a synthetic street and a tiny random checkpoint."""
     tmp = tmp_path_factory.mktemp("geometry")
     write_sscbench(StreetWorld.generate(1, StreetConfig(num_frames=40)), tmp / "ssc", tmp / "vgt", 9, [FRAME])
     ckpt = save_checkpoint(tmp / "tiny.pt", tiny_model(), meta={"note": "tests"})
@@ -51,12 +52,12 @@ def rows(text: str) -> dict[str, list[tuple[float, float, float]]]:
     return out
 
 
-def test_exact_geometry_and_the_reference_row(report, capsys):
-    tmp, ckpt = report
+def test_exact_geometry_and_the_reference_row(synthetic_frame, capsys):
+    tmp, ckpt = synthetic_frame
     figure = tmp / "geometry.png"
     script = load_script()
     script.main(["--sscbench", str(tmp / "ssc"), "--voxel-gt", str(tmp / "vgt"), "--checkpoint", str(ckpt),
-                        "--figure", str(figure)])
+                 "--figure", str(figure)])
     table = rows(capsys.readouterr().out)
     assert set(table) == {script.REFERENCE, script.GROWN, script.FIELD, script.EXACT_GROWN, script.EXACT}
     assert table[script.EXACT] == [(100.0, 100.0, 100.0)] * 3  # GT and metric code agree exactly
