@@ -91,16 +91,7 @@ def test_derived_settings():
     np.testing.assert_array_equal(params.static_camera_pose(p), np.eye(4))
 
 
-# ----------------------------------------------------------------------------- with rclpy
-
-@pytest.fixture
-def ros_context():
-    rclpy = pytest.importorskip('rclpy', reason='rclpy is not installed')
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
+# ----------------------------------------------------------------------------- with rclpy (ros_context: conftest)
 
 def _node(context, overrides):
     from rclpy.node import Node
