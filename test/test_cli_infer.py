@@ -1,7 +1,6 @@
 """scenedino-infer end to end on a tiny checkpoint, its error messages, and the fixture numbers through the CLI."""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -76,19 +75,15 @@ def test_errors_are_clear(tiny_checkpoint, tmp_path, capsys, make, match):
     assert pytest.importorskip("re").search(match, capsys.readouterr().err)
 
 
-def test_fixture_numbers_through_the_cli(tmp_path):
+def test_fixture_numbers_through_the_cli(official_v1_checkpoint, tmp_path):
     """Acceptance: the fixture's point arrays come out of scenedino-infer --points (full ViT-B/8)."""
-    from fixture_weights import synthetic_state_dict
-
     upstream = reference_dir("upstream_v1")
-    torch.save(synthetic_state_dict(upstream / "manifest_v1.tsv", verify=False), tmp_path / "checkpoint.pt")
-    shutil.copy(upstream / "training_config.yaml", tmp_path / "training_config.yaml")
     inputs, expected = np.load(upstream / "inputs.npz"), np.load(upstream / "expected.npz")
     np.save(tmp_path / "points.npy", inputs["points"])
     K = geometry.denormalize_intrinsics(torch.from_numpy(inputs["K"]).double(), (192, 640))
     intr = [repr(float(v)) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])]
     out = tmp_path / "fixture.npz"
-    assert main(["--checkpoint", str(tmp_path / "checkpoint.pt"), "--image", str(upstream / "image.png"),
+    assert main(["--checkpoint", str(official_v1_checkpoint), "--image", str(upstream / "image.png"),
                  "--intrinsics", *intr, "--points", str(tmp_path / "points.npy"), "--out", str(out)]) == 0
     res = np.load(out)
     normal = inputs["point_group"] != 3

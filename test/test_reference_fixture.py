@@ -6,8 +6,6 @@ training_config.yaml beside it, and loaded through the public ``load_model``.
 """
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -29,14 +27,6 @@ def upstream():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(upstream, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("official_v1")
-    torch.save(synthetic_state_dict(upstream / "manifest_v1.tsv"), folder / "checkpoint.pt")
-    shutil.copy(upstream / "training_config.yaml", folder / "training_config.yaml")
-    return folder / "checkpoint.pt"
-
-
-@pytest.fixture(scope="module")
 def inputs(upstream):
     return dict(np.load(upstream / "inputs.npz"))
 
@@ -47,8 +37,8 @@ def expected(upstream):
 
 
 @pytest.fixture(scope="module")
-def model(checkpoint):
-    return load_model(checkpoint)
+def model(official_v1_checkpoint):
+    return load_model(official_v1_checkpoint)
 
 
 def pixel_intrinsics(inputs) -> torch.Tensor:
@@ -172,10 +162,10 @@ def test_render_classes(model, rendered, expected, mode):
     np.testing.assert_array_equal(classes[decided], expected[f"render_class_{mode}"][decided])
 
 
-def test_render_hard_alpha_cap(checkpoint, volume, inputs, expected):
+def test_render_hard_alpha_cap(official_v1_checkpoint, volume, inputs, expected):
     import dataclasses
 
-    capped = load_model(checkpoint)
+    capped = load_model(official_v1_checkpoint)
     cfg = dataclasses.replace(capped.config, render=dataclasses.replace(capped.config.render, hard_alpha_cap=True))
     capped.config = cfg
     rays = torch.from_numpy(inputs["rays"])[None]
@@ -225,11 +215,11 @@ def test_dinov2_layout_loads_strictly_and_runs(upstream, tmp_path):
     assert out.classes.shape == (1, 3) and int(out.classes.max()) < 19
 
 
-def test_variant_mismatch_is_reported(checkpoint, upstream, tmp_path):
+def test_variant_mismatch_is_reported(official_v1_checkpoint, upstream, tmp_path):
     text = (upstream / "training_config.yaml").read_text().replace("version: v1", "version: v2")
     (tmp_path / "v2.yaml").write_text(text)
     with pytest.raises(CheckpointError, match="pos_embed.*different model variants"):
-        load_model(checkpoint, config=tmp_path / "v2.yaml")
+        load_model(official_v1_checkpoint, config=tmp_path / "v2.yaml")
 
 
 def test_official_rules_have_no_dead_entries(upstream):
