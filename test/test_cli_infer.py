@@ -1,7 +1,6 @@
 """scenedino-infer end to end on a tiny checkpoint, its error messages, and the fixture numbers through the CLI."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
