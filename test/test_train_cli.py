@@ -58,7 +58,7 @@ def test_bad_recipe_values():
     assert train_main([str(RECIPE), "stage=2", "--out", "/tmp/never"]) == 2  # stage 2 needs init_checkpoint
 
 
-@pytest.mark.parametrize("recipe", sorted((RECIPE.parent).glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("recipe", sorted(RECIPE.parent.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_recipe_loads(recipe):
     cfg = load_train_config(str(recipe))  # unknown keys or bad values would raise ConfigError naming the file
     assert cfg.stage in (1, 2)
