@@ -7,7 +7,7 @@ headers and pair by stamp (O(1)); a worker thread runs the model on the newest p
 frames that arrive while it is busy are dropped and counted. Per-frame errors are logged (throttled per kind) and
 the frame is skipped; only startup errors (parameters, checkpoint, device) stop the node. The worker's per-frame
 work (conversion, camera pose, model, output messages) is ``scenedino_ros.outputs``, shared with
-``scenedino-process-bag``.
+``scenedino-process-bag`` (``scenedino_ros.bag.process``).
 
 Publications (private, stamped with the input image's stamp): ``~/occupancy`` (nav_msgs/OccupancyGrid, reliable +
 transient local), ``~/semantic_points`` (PointCloud2), ``~/voxels`` (MarkerArray), ``~/depth`` (32FC1),
@@ -33,10 +33,12 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from scenedino_core.labels import class_table
+from scenedino_core.pipeline import Pipeline, PipelineError
+
 from . import messages, outputs, params
 from .conversions import CameraInfoError, ImageConversionError, camera_info_to_intrinsics, check_image, has_distortion
 from .frames import FrameError, FrameResolver
-from .pipeline import Pipeline, PipelineError, class_table
 from .sync import LatencyWindow, LatestSlot, RateMeter, StampSync
 
 #: Images may arrive this long (s) before the first CameraInfo without a warning.
@@ -98,9 +100,9 @@ class SceneDinoNode(Node):
         try:
             params.declare(self)
             self.p = params.read(self)
-            self.pipeline = Pipeline(params.pipeline_config(self.p))
+            self.pipeline = Pipeline(outputs.pipeline_config(self.p))
             self.class_names, self.palette = class_table(self.p.class_colors_rgb)
-            self.frames = FrameResolver(self.p.target_frame, params.static_camera_pose(self.p),
+            self.frames = FrameResolver(self.p.target_frame, outputs.static_camera_pose(self.p),
                                         tf_buffer=self._tf_buffer(), tf_timeout_s=self.p.tf_timeout_s)
         except STARTUP_ERRORS as exc:
             self.get_logger().fatal(f"cannot start: {exc}")

@@ -115,9 +115,9 @@ def test_missing_params_file_is_named(launch_module):
 def test_installed_by_cmake():
     """CMakeLists.txt installs what launch_ros needs: the executable in lib/<pkg>, launch/ and config/ in share."""
     cmake = (REPO / 'CMakeLists.txt').read_text()
-    assert re.search(r'install\(PROGRAMS[^)]*scripts/scenedino_node[^)]*DESTINATION lib/\$\{PROJECT_NAME\}', cmake)
+    assert re.search(r'install\(PROGRAMS "\$\{_launcher\}" DESTINATION lib/\$\{PROJECT_NAME\}\)', cmake)
     assert re.search(r'install\(DIRECTORY launch config\s+DESTINATION share/\$\{PROJECT_NAME\}', cmake)
-    assert (REPO / 'scripts' / 'scenedino_node').read_text().startswith('#!/usr/bin/env python3')
+    assert "'scenedino_node = scenedino_ros.node:main'," in (REPO / 'setup.py').read_text()
 
 
 def test_rviz_layout_shows_every_output():
