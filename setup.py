@@ -64,6 +64,7 @@ setup(
             'scenedino_replay = scenedino_ros.cli.replay:main',
             'scenedino-first-run = scenedino_ros.cli.first_run:main',
             'scenedino_node = scenedino_ros.node:main',
+            'scenedino_lifecycle_node = scenedino_ros.lifecycle_node:main',
         ],
     },
 )

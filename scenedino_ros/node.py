@@ -16,6 +16,7 @@ transient local), ``~/semantic_points`` (PointCloud2), ``~/voxels`` (MarkerArray
 from __future__ import annotations
 
 import functools
+import gc
 import re
 import sys
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -93,24 +95,49 @@ class _Frame:
 
 
 class SceneDinoNode(Node):
-    """SceneDINO semantic occupancy from a monocular camera."""
+    """SceneDINO semantic occupancy from a monocular camera.
+
+    The plain node configures (parameters, model) and activates (publishers, subscriptions, worker) in its
+    constructor. ``scenedino_ros.lifecycle_node.SceneDinoLifecycleNode`` runs the same steps from lifecycle
+    transitions instead (``MANAGED``).
+    """
+
+    #: True: the constructor only declares the parameters; lifecycle transitions call configure/activate/...
+    MANAGED = False
 
     def __init__(self, node_name: str = "scenedino", **kwargs: Any):
         super().__init__(node_name, **kwargs)
+        self.pipeline: Pipeline | None = None
+        self._worker: threading.Thread | None = None
+        self._subscriptions_made: list[Any] = []
+        self.publishers_by_output: dict[str, Any] = {}
         try:
             params.declare(self)
+        except STARTUP_ERRORS as exc:
+            self.get_logger().fatal(f"cannot start: {exc}")
+            raise
+        if not self.MANAGED:
+            self.configure()
+            self.activate()
+
+    # ------------------------------------------------------------------ lifecycle steps
+    def configure(self) -> None:
+        """Read and check the parameters and load the model; raises one of ``STARTUP_ERRORS`` (logged)."""
+        try:
             self.p = params.read(self)
             self.pipeline = Pipeline(outputs.pipeline_config(self.p))
             self.class_names, self.palette = class_table(self.p.class_colors_rgb)
             self.frames = FrameResolver(self.p.target_frame, outputs.static_camera_pose(self.p),
                                         tf_buffer=self._tf_buffer(), tf_timeout_s=self.p.tf_timeout_s)
         except STARTUP_ERRORS as exc:
+            self.pipeline = None
             self.get_logger().fatal(f"cannot start: {exc}")
             raise
         self._throttle = _Throttle(self.p.log_throttle_s)
         self.sync = StampSync(self.p.sync_queue_size, int(self.p.sync_max_stamp_diff_s * 1e9),
                               self.p.sync_use_latest_camera_info)
         self.slot: LatestSlot[_Frame] = LatestSlot()
+        self.slot.close()  # opened by activate
         self.input_rate, self.output_rate = RateMeter(), RateMeter()
         self.latency, self.processing = LatencyWindow(), LatencyWindow()
         self.counts = {"received": 0, "rejected": 0, "processed": 0, "failed": 0}
@@ -119,14 +146,18 @@ class SceneDinoNode(Node):
         self._last_size: tuple[int, int] | None = None
         self._warned_distortion = False
         self._first_image: float | None = None
+        if self.pipeline.random_weights:
+            self.get_logger().warning("RANDOM WEIGHTS: no checkpoint given and allow_random_weights is set; the model "
+                                   "is untrained and its outputs are meaningless (testing only)")
+
+    def activate(self) -> None:
+        """Create the publishers and subscriptions, start the diagnostics timer and the inference worker."""
+        self.slot = LatestSlot()
         self._create_publishers()
         self._create_subscriptions()
         self._diag_timer = self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="scenedino_worker", daemon=True)
         self._worker.start()
-        if self.pipeline.random_weights:
-            self.get_logger().warning("RANDOM WEIGHTS: no checkpoint given and allow_random_weights is set; the model "
-                                   "is untrained and its outputs are meaningless (testing only)")
         g = self.pipeline.config.grid
         self.get_logger().info(
             f"ready: {self.pipeline.describe()} on {self.pipeline.device} ({self.p.precision}); grid "
@@ -134,6 +165,36 @@ class SceneDinoNode(Node):
             f"{self.p.target_frame or '<camera optical frame>'}"
             f"{' via TF' if self.frames.uses_tf else ''}; listening on {self._image_topic} and "
             f"{self._info_sub.topic_name}")
+
+    def deactivate(self) -> None:
+        """Stop processing: remove the subscriptions, publishers and timer; the worker finishes its frame and ends."""
+        for sub in self._subscriptions_made:
+            self.destroy_subscription(sub)
+        self._subscriptions_made = []
+        if getattr(self, "_diag_timer", None) is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        self._stop_worker()
+        for pub in [*self.publishers_by_output.values(), getattr(self, "pub_diag", None)]:
+            if pub is not None:
+                self.destroy_publisher(pub)
+        self.publishers_by_output = {}
+        self.pub_diag = None
+
+    def cleanup(self) -> None:
+        """Release the model (and the GPU memory it held)."""
+        device = self.pipeline.device if self.pipeline is not None else None
+        self.pipeline = None
+        gc.collect()
+        if device is not None and device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _stop_worker(self) -> None:
+        if hasattr(self, "slot"):
+            self.slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
 
     # ------------------------------------------------------------------ setup
     def _tf_buffer(self) -> Any:
@@ -180,6 +241,7 @@ class SceneDinoNode(Node):
             sub = self.create_subscription(Image, "image", self._on_image, sensor)
         self._image_topic = sub.topic_name
         self._info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_info, info_qos)
+        self._subscriptions_made = [sub, self._info_sub]
 
     # ------------------------------------------------------------------ logging
     def _count(self, key: str) -> None:
@@ -339,9 +401,7 @@ class SceneDinoNode(Node):
                                                         level, message, values))
 
     def destroy_node(self) -> None:
-        if hasattr(self, "slot"):
-            self.slot.close()
-            self._worker.join(timeout=5.0)
+        self._stop_worker()
         super().destroy_node()
 
 
