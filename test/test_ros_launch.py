@@ -37,14 +37,26 @@ def _stub_modules():
     actions = types.ModuleType('launch.actions')
     actions.DeclareLaunchArgument = type('DeclareLaunchArgument', (_Action,), {})
     actions.OpaqueFunction = type('OpaqueFunction', (_Action,), {})
+    actions.EmitEvent = type('EmitEvent', (_Action,), {})
+    actions.RegisterEventHandler = type('RegisterEventHandler', (_Action,), {})
+    events = types.ModuleType('launch.events')
+    events.matches_action = lambda action: ('matches', action)
     substitutions = types.ModuleType('launch.substitutions')
     substitutions.LaunchConfiguration = _LaunchConfiguration
     launch_ros = types.ModuleType('launch_ros')
     ros_actions = types.ModuleType('launch_ros.actions')
     ros_actions.Node = type('Node', (_Action,), {})
-    launch.actions, launch.substitutions, launch_ros.actions = actions, substitutions, ros_actions
+    ros_actions.LifecycleNode = type('LifecycleNode', (_Action,), {})
+    handlers = types.ModuleType('launch_ros.event_handlers')
+    handlers.OnStateTransition = type('OnStateTransition', (_Action,), {})
+    ros_events = types.ModuleType('launch_ros.events')
+    lifecycle_events = types.ModuleType('launch_ros.events.lifecycle')
+    lifecycle_events.ChangeState = type('ChangeState', (_Action,), {})
+    launch.actions, launch.substitutions, launch.events, launch_ros.actions = actions, substitutions, events, ros_actions
     return {'launch': launch, 'launch.actions': actions, 'launch.substitutions': substitutions,
-            'launch_ros': launch_ros, 'launch_ros.actions': ros_actions}
+            'launch.events': events, 'launch_ros': launch_ros, 'launch_ros.actions': ros_actions,
+            'launch_ros.event_handlers': handlers, 'launch_ros.events': ros_events,
+            'launch_ros.events.lifecycle': lifecycle_events}
 
 
 @pytest.fixture
@@ -73,7 +85,8 @@ def _run(module, **arguments):
 def test_arguments(launch_module):
     declared, _ = _run(launch_module)
     names = [e.args[0] for e in declared]
-    assert names == ['params_file', 'checkpoint', 'device', 'namespace', 'image', 'camera_info', 'use_rviz']
+    assert names == ['params_file', 'checkpoint', 'device', 'namespace', 'image', 'camera_info', 'use_rviz',
+                     'lifecycle', 'autostart']
     assert all(e.kwargs['description'] for e in declared)
     defaults = {e.args[0]: e.kwargs['default_value'] for e in declared}
     assert defaults['image'] == 'image' and defaults['camera_info'] == 'camera_info' and defaults['use_rviz'] == 'false'
@@ -88,6 +101,25 @@ def test_default_node(launch_module):
     assert node['remappings'] == [('image', 'image'), ('camera_info', 'camera_info')]
     assert node['parameters'] == [str(REPO / 'config' / 'scenedino.yaml')]
     assert all(Path(p).is_file() for p in node['parameters'])
+
+
+def test_lifecycle_node_configured_and_activated(launch_module):
+    from lifecycle_msgs.msg import Transition
+    _, actions = _run(launch_module, lifecycle='true', namespace='robot1')
+    node, activate, configure = actions
+    assert type(node).__name__ == 'LifecycleNode'
+    assert (node.kwargs['executable'], node.kwargs['name'], node.kwargs['namespace']) == (
+        'scenedino_lifecycle_node', 'scenedino', 'robot1')
+    change = configure.kwargs['event']
+    assert change.kwargs['transition_id'] == Transition.TRANSITION_CONFIGURE
+    assert change.kwargs['lifecycle_node_matcher'] == ('matches', node)
+    handler = activate.args[0]
+    assert handler.kwargs['target_lifecycle_node'] is node and handler.kwargs['goal_state'] == 'inactive'
+    assert handler.kwargs['entities'][0].kwargs['event'].kwargs['transition_id'] == Transition.TRANSITION_ACTIVATE
+    _, manual = _run(launch_module, lifecycle='true', autostart='false')
+    assert [type(a).__name__ for a in manual] == ['LifecycleNode']
+    _, plain = _run(launch_module, autostart='false')
+    assert [type(a).__name__ for a in plain] == ['Node'] and plain[0].kwargs['executable'] == 'scenedino_node'
 
 
 def test_layering_remaps_and_rviz(launch_module, tmp_path):
