@@ -51,7 +51,9 @@ class FieldConfig:
     feature_dim: int = 64
     expansion_hidden_dim: int = 128
     z_near: float = 3.0
+    """Near end (m) of the depth range: rays are sampled from here, and the positional code maps it to +1."""
     z_far: float = 80.0
+    """Far end (m) of the depth range: rays are sampled up to here, and the positional code maps it to -1."""
 
 
 @dataclass(frozen=True)
@@ -250,8 +252,8 @@ def from_reference_config(path: str | Path) -> SceneDINOConfig:
             freq_factor=float(code.get("freq_factor", 1.5)),
             hidden_dim=int(args.get("d_hidden", 128)),
             feature_dim=int(model.get("dino_dims", enc.get("dino_pca_dim", 64))),
-            z_near=float(sampler.get("z_near", 3.0)),
-            z_far=float(sampler.get("z_far", 80.0)),
+            z_near=float(sampler.get("z_near", FieldConfig.z_near)),
+            z_far=float(sampler.get("z_far", FieldConfig.z_far)),
         ),
         render=RenderConfig(n_samples=int(renderer.get("n_coarse", 32))),
         semantic=SemanticConfig(

@@ -87,7 +87,7 @@ def test_core_import_has_no_ros_and_no_side_effects():
     import sys
 
     code = ("import sys, scenedino_core.model, scenedino_core.checkpoint, scenedino_core.voxels, "
-            "scenedino_core.evaluation; assert 'rclpy' not in sys.modules; "
+            "scenedino_core.sscbench.metrics; assert 'rclpy' not in sys.modules; "
             "assert not any(m.startswith(('sensor_msgs', 'rclpy')) for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 
