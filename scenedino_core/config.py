@@ -215,7 +215,8 @@ def from_reference_config(path: str | Path) -> SceneDINOConfig:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    _require(isinstance(raw, dict) and "model" in raw, path, "not a SceneDINO training_config.yaml (no 'model' section)")
+    _require(isinstance(raw, dict) and "model" in raw, path,
+             "not a SceneDINO training_config.yaml (no 'model' section)")
     model = raw["model"]
     enc = model.get("encoder", {})
     _require(enc.get("type") == "dinov2", path, f"model.encoder.type {enc.get('type')!r} is not supported (dinov2)")

@@ -103,7 +103,8 @@ def range_slices(
     """(x, y) slices of the range crop: n = size / voxel; x in [0, n), y in [Y/2 - n/2, Y/2 + n/2)."""
     n = int(round(float(size_m) / voxel_size))
     if n <= 0 or n > dims[0] or n > dims[1] or n % 2:
-        raise ValueError(f"range {size_m} m gives {n} voxels, which does not fit grid {dims} (need even n <= {dims[:2]})")
+        raise ValueError(f"range {size_m} m gives {n} voxels, which does not fit grid {dims} "
+                         f"(need even n <= {dims[:2]})")
     y0 = dims[1] // 2 - n // 2
     return slice(0, n), slice(y0, y0 + n)
 
@@ -318,7 +319,8 @@ def range_counts(gt_ssc: np.ndarray, pred_ssc: np.ndarray, fov: np.ndarray) -> R
     g = gt_ssc[evaluated].astype(np.intp)
     p = pred_ssc[evaluated].astype(np.intp)
     if g.size and (g.max() >= NUM_LABELS or p.max() >= NUM_LABELS or p.min() < 0):
-        raise ValueError(f"labels must lie in [0, {NUM_LABELS - 1}], got gt max {g.max()}, pred range [{p.min()}, {p.max()}]")
+        raise ValueError(f"labels must lie in [0, {NUM_LABELS - 1}], got gt max {g.max()}, "
+                         f"pred range [{p.min()}, {p.max()}]")
     conf = np.bincount(g * NUM_LABELS + p, minlength=NUM_LABELS * NUM_LABELS).reshape(NUM_LABELS, NUM_LABELS)
     conf = conf.astype(np.int64)
     # occupied = label > 0 for both, so geometry follows from the confusion's blocks
