@@ -91,9 +91,10 @@ def main() -> None:
     for scenario, logit_shift in (("dense field (weights as loaded)", 0.0), ("street-like occupancy", -2.5)):
         model.mlp.lin_out.bias[0] += logit_shift
         volume = model.encode(image, K)
-        predict_voxels(model, volume, centres[:32], 0.2, semantic_mask=fov[:32])  # warm-up
-        fast, t_fast, m_fast = timed(lambda: predict_voxels(model, volume, centres, 0.2, semantic_mask=fov))
-        full, t_full, m_full = timed(lambda: predict_voxels(model, volume, centres, 0.2, semantic_mask=everything,
+        size = grid.VOXEL_SIZE
+        predict_voxels(model, volume, centres[:32], size, semantic_mask=fov[:32])  # warm-up
+        fast, t_fast, m_fast = timed(lambda: predict_voxels(model, volume, centres, size, semantic_mask=fov))
+        full, t_full, m_full = timed(lambda: predict_voxels(model, volume, centres, size, semantic_mask=everything,
                                                             occupied_only=False))
         model.mlp.lin_out.bias[0] -= logit_shift
         identical = bool(np.array_equal(fast.labels, np.where(fov, full.labels, 0)))

@@ -51,7 +51,9 @@ class FieldConfig:
     feature_dim: int = 64
     expansion_hidden_dim: int = 128
     z_near: float = 3.0
+    """Near end (m) of the depth range: rays are sampled from here, and the positional code maps it to +1."""
     z_far: float = 80.0
+    """Far end (m) of the depth range: rays are sampled up to here, and the positional code maps it to -1."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,8 @@ def from_reference_config(path: str | Path) -> SceneDINOConfig:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    _require(isinstance(raw, dict) and "model" in raw, path, "not a SceneDINO training_config.yaml (no 'model' section)")
+    _require(isinstance(raw, dict) and "model" in raw, path,
+             "not a SceneDINO training_config.yaml (no 'model' section)")
     model = raw["model"]
     enc = model.get("encoder", {})
     _require(enc.get("type") == "dinov2", path, f"model.encoder.type {enc.get('type')!r} is not supported (dinov2)")
@@ -250,8 +253,8 @@ def from_reference_config(path: str | Path) -> SceneDINOConfig:
             freq_factor=float(code.get("freq_factor", 1.5)),
             hidden_dim=int(args.get("d_hidden", 128)),
             feature_dim=int(model.get("dino_dims", enc.get("dino_pca_dim", 64))),
-            z_near=float(sampler.get("z_near", 3.0)),
-            z_far=float(sampler.get("z_far", 80.0)),
+            z_near=float(sampler.get("z_near", FieldConfig.z_near)),
+            z_far=float(sampler.get("z_far", FieldConfig.z_far)),
         ),
         render=RenderConfig(n_samples=int(renderer.get("n_coarse", 32))),
         semantic=SemanticConfig(

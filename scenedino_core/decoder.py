@@ -65,7 +65,8 @@ class DPTDecoder(nn.Module):
         )
 
     def forward(self, maps: list[Tensor]) -> Tensor:
-        """maps: 4 x (B, D, h, w) (finest-first order of the original: blocks 3, 6, 9, final) -> (B, out_dim, 16h, 16w)."""
+        """maps: 4 x (B, D, h, w) (finest-first order of the original: blocks 3, 6, 9, final)
+        -> (B, out_dim, 16h, 16w)."""
         if len(maps) != 4:
             raise ValueError(f"the DPT decoder takes 4 maps, got {len(maps)}")
         levels = [conv(resize(proj(m))) for m, proj, resize, conv in

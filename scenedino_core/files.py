@@ -1,4 +1,4 @@
-"""File helpers: atomic writes and content hashes.
+"""File helpers: atomic writes, existence checks with a clear error, and content hashes.
 
 Atomic writes go to a temporary file in the target's folder, are fsynced, then renamed over the target: readers never
 see a half-written file, and if a write fails, an existing file is left as it was and no temporary file remains.
@@ -11,6 +11,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "file_sha256", "require_file"]
 
 
 def _default_mode() -> int:
@@ -57,14 +59,17 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "file_sha256"]
+def require_file(path: str | Path, what: str = "file") -> Path:
+    """``path`` as a ``Path`` if it is a file; otherwise ``FileNotFoundError("{what} not found: {path}")``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path
 
 
 def file_sha256(path: str | Path, what: str = "file", block: int = 1 << 22) -> str:
     """Hex SHA-256 of a file; ``FileNotFoundError`` naming ``what`` and the path if it is missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+    path = require_file(path, what)
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(block):

@@ -7,11 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .data.kitti360_calib import CAM00_INTRINSICS, CAM00_SIZE_HW
 from .files import atomic_write_bytes
-
-#: KITTI-360 rectified perspective camera 00 at full resolution (1408 x 376): fx, fy, cx, cy.
-KITTI360_CAM00 = (552.554261, 552.554261, 682.049453, 238.769549)
-KITTI360_IMAGE_SIZE = (376, 1408)
 
 
 def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
@@ -25,8 +22,8 @@ def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
 def kitti360_intrinsics(image_size: tuple[int, int]) -> np.ndarray:
     """KITTI-360 camera 00 intrinsics scaled to an (H, W) image (the default for images of unknown cameras)."""
     h, w = image_size
-    fx, fy, cx, cy = KITTI360_CAM00
-    sx, sy = w / KITTI360_IMAGE_SIZE[1], h / KITTI360_IMAGE_SIZE[0]
+    fx, fy, cx, cy = CAM00_INTRINSICS
+    sx, sy = w / CAM00_SIZE_HW[1], h / CAM00_SIZE_HW[0]
     return intrinsics_matrix(fx * sx, fy * sy, cx * sx, cy * sy)
 
 

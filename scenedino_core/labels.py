@@ -96,7 +96,8 @@ def trainid_to_ssc(train_ids: np.ndarray) -> np.ndarray:
     """Map predicted trainIds (any shape, values 0..18) to SSC labels (uint8, same shape)."""
     train_ids = np.asarray(train_ids)
     if train_ids.size and (train_ids.min() < 0 or train_ids.max() >= NUM_TRAIN_CLASSES):
-        raise ValueError(f"trainIds must lie in [0, {NUM_TRAIN_CLASSES - 1}], got [{train_ids.min()}, {train_ids.max()}]")
+        raise ValueError(f"trainIds must lie in [0, {NUM_TRAIN_CLASSES - 1}], "
+                         f"got [{train_ids.min()}, {train_ids.max()}]")
     return TRAINID_TO_SSC[train_ids]
 
 

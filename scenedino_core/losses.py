@@ -1,9 +1,12 @@
-"""Training losses as pure tensor functions (spec §3.5 stage 1, §4.3-4.4 stage 2)."""
+"""Training losses as pure tensor functions: the photometric, DINO-feature and smoothness terms of stage 1; the STEGO
+correlation and cluster-probe losses of stage 2."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .config import FieldConfig
 
 #: Fixed 3x3 Gaussian window of the photometric SSIM.
 SSIM_WINDOW = torch.tensor([[0.0947, 0.1183, 0.0947], [0.1183, 0.1478, 0.1183], [0.0947, 0.1183, 0.0947]])
@@ -81,7 +84,7 @@ def edge_aware_smoothness(values: Tensor, image: Tensor, temperature: float = 1.
     return (dvx * torch.exp(-temperature * dix)).mean() + (dvy * torch.exp(-temperature * diy)).mean()
 
 
-def depth_smoothness(depth: Tensor, image: Tensor, z_far: float = 80.0) -> Tensor:
+def depth_smoothness(depth: Tensor, image: Tensor, z_far: float = FieldConfig.z_far) -> Tensor:
     """Edge-aware smoothness of patch-mean-normalised inverse depth. depth: (N, p, p); image: (N, 3, p, p)."""
     inv = 1.0 / depth.clamp(1e-3, z_far)
     inv = inv / inv.mean(dim=(1, 2), keepdim=True).clamp_min(1e-7)

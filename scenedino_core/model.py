@@ -17,7 +17,7 @@ from .decoder import DPTDecoder
 from .field import FeatureExpansion, FieldMLP, PositionalEncoding
 from .rendering import composite_weights, sample_distances
 from .semantics import Classification, PredictionMode, SemanticHead
-from .training_modules import SalienceDownsampler
+from .downsampler import SalienceDownsampler
 from .types import FeatureVolume, FieldOutput, RenderOutput
 
 #: Points per chunk in ``query`` (bounds peak memory; results do not depend on it).

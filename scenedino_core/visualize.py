@@ -20,11 +20,12 @@ from matplotlib.legend import Legend
 from matplotlib.patches import Patch
 from mpl_toolkits.mplot3d.axes3d import Axes3D
 
+from .config import FieldConfig
 from .files import atomic_path
 
 
-def colorize_depth(depth: np.ndarray, near: float = 3.0, far: float = 80.0) -> np.ndarray:
-    """(H, W) metres -> (H, W, 3) uint8 RGB, inverse-depth colour map (near = bright)."""
+def colorize_depth(depth: np.ndarray, near: float = FieldConfig.z_near, far: float = FieldConfig.z_far) -> np.ndarray:
+    """(H, W) metres -> (H, W, 3) uint8 RGB, inverse-depth colour map (near = bright); default range: the field's."""
     inv = (1.0 / np.clip(depth, near, far) - 1.0 / far) / (1.0 / near - 1.0 / far)
     bgr = cv2.applyColorMap(np.clip(inv * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_MAGMA)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -167,8 +168,8 @@ def plot_image(ax: Axes, rgb: np.ndarray, title: str = "input image") -> None:
     ax.set_axis_off()
 
 
-def plot_depth(ax: Axes, depth: np.ndarray | None, title: str = "rendered depth", near: float = 3.0,
-               far: float = 80.0) -> None:
+def plot_depth(ax: Axes, depth: np.ndarray | None, title: str = "rendered depth", near: float = FieldConfig.z_near,
+               far: float = FieldConfig.z_far) -> None:
     """(h, w) depth (m) in a logarithmic colour map (near = bright) with a colour bar; NaN/inf pixels grey.
 
     The colour range is [near, far] clipped to the finite values present; None or an empty array draws a

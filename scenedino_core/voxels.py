@@ -1,6 +1,6 @@
 """Voxel-grid queries: the one implementation of the SSC protocol used by evaluation, the CLIs and the ROS node.
 
-Protocol (original SSCBench evaluation, spec §5.2-5.3): density at every voxel centre (or the max over
+Protocol (the original SSCBench evaluation's): density at every voxel centre (or the max over
 ``samples_per_axis**3`` sub-points), 3x3x3 max-pool "grow" of density, class scores alpha * one-hot with
 alpha = 1 - exp(-voxel_size * sigma) averaged over sub-points, argmax -> trainId -> SSC label, label := 0 where the
 grown density is below the threshold. Semantics (768-d expansion + head) are computed only for voxels that can end

@@ -13,7 +13,9 @@ import torch
 
 from scenedino_core import geometry, images
 from scenedino_core.cli import preprocess_kitti360
+from scenedino_core.data import fisheye
 from scenedino_core.data import kitti360 as k360
+from scenedino_core.data.kitti360_calib import CAM00_INTRINSICS
 from scenedino_core.data.kitti360_labels import label_ids_to_trainids
 from scenedino_core.data.synthetic import (K_NORM, KITTI360_MEI, STEREO_BASELINE_M, StreetConfig, StreetWorld, mei_yaml,
                                            write_kitti360)
@@ -66,7 +68,7 @@ def test_item_shapes_intrinsics_and_relative_poses(tree, world):
     K_file = geometry.normalize_intrinsics(torch.as_tensor(P.K), (FULL[0], FULL[1]))
     torch.testing.assert_close(s.K, K_file.float().expand(8, 3, 3))
     np.testing.assert_allclose(K_file.numpy(), K_NORM, atol=1e-9)
-    np.testing.assert_allclose(K_NORM[0, 0], 2 * images.KITTI360_CAM00[0] / 1408, rtol=1e-12)
+    np.testing.assert_allclose(K_NORM[0, 0], 2 * CAM00_INTRINSICS[0] / 1408, rtol=1e-12)
     # poses: camera -> world relative to view 0 (identity), equal to the world's own camera poses
     torch.testing.assert_close(s.poses[0], torch.eye(4), atol=1e-6, rtol=0)
     ref0 = np.linalg.inv(c2w(world, 0, "image_00"))
@@ -152,15 +154,15 @@ def test_fisheye_offsets_are_deterministic_per_seed_epoch_index(tree):
     assert [a.fisheye_offset(i) for i in range(len(a))] != offs
 
 
-def test_collate_and_perspective_only(tree):
+def test_perspective_only(tree):
     ds = k360.Kitti360MultiView(tree, sequences=[SEQ], config=k360.Kitti360Config(image_size=SIZE, fisheye=False))
-    batch = k360.collate_multiview([ds[0], ds[1]])
-    assert batch.images.shape == (2, 4, 3, *SIZE) and batch.poses.shape == (2, 4, 4, 4)
-    assert batch.frame_ids.tolist() == [[0, 1, 0, 1], [1, 2, 1, 2]] and batch.labels is None
+    a, b = ds[0], ds[1]
+    assert a.images.shape == (4, 3, *SIZE) and a.poses.shape == (4, 4, 4) and a.labels is None
+    assert (a.frame_ids, b.frame_ids) == ((0, 1, 0, 1), (1, 2, 1, 2))
 
 
 # -------------------------------------------------------------------------------------------- fisheye
-def _calib(size: int = 360) -> k360.MEICalibration:
+def _calib(size: int = 360) -> fisheye.MEICalibration:
     return KITTI360_MEI.scaled(size, size)
 
 
@@ -170,9 +172,9 @@ def test_mei_yaml_roundtrip_and_projection_inverse(tmp_path):
     assert text.splitlines()[0] == "%YAML:1.0"
     path = tmp_path / "image_02.yaml"
     path.write_text(text)
-    assert k360.read_mei_yaml(path) == calib
+    assert fisheye.read_mei_yaml(path) == calib
     path.write_text(text.split("\n", 1)[1])  # also without the OpenCV directive
-    assert k360.read_mei_yaml(path) == calib
+    assert fisheye.read_mei_yaml(path) == calib
     u, v = np.meshgrid(np.arange(0, calib.width, 3.0), np.arange(0, calib.height, 3.0))
     uv = np.stack([u, v], -1).reshape(-1, 2)
     rays, valid = calib.unproject(uv)
@@ -188,7 +190,7 @@ def _checker(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def test_fisheye_resampling_roundtrips_a_checkerboard():
     """Fisheye painted through the inverse MEI model -> loader resampling -> the virtual pinhole's checkerboard."""
     calib, pitch, size = _calib(700), k360.FISHEYE_PITCH_DEG, (60, 200)
-    R = k360.rotation_x(pitch)[:3, :3]  # virtual -> fisheye
+    R = fisheye.rotation_x(pitch)[:3, :3]  # virtual -> fisheye
     u, v = np.meshgrid(np.arange(calib.width, dtype=float), np.arange(calib.height, dtype=float))
     rays, valid = calib.unproject(np.stack([u, v], -1).reshape(-1, 2))
     r_virtual = rays @ R  # fisheye -> virtual frame (R^T applied to row vectors)
@@ -196,14 +198,15 @@ def test_fisheye_resampling_roundtrips_a_checkerboard():
     z = np.where(front, r_virtual[:, 2], 1.0)
     xn = K_NORM[0, 0] * r_virtual[:, 0] / z + K_NORM[0, 2]
     yn = K_NORM[1, 1] * r_virtual[:, 1] / z + K_NORM[1, 2]
-    fisheye = np.where(front, _checker(xn, yn), 128).reshape(calib.height, calib.width)
-    fisheye = np.repeat(fisheye[..., None], 3, axis=2)
-    maps = k360.fisheye_to_pinhole_maps(calib, K_NORM, size, k360.rotation_x(pitch))
-    out = k360.resample_fisheye(fisheye, maps)[..., 0]
+    painted = np.where(front, _checker(xn, yn), 128).reshape(calib.height, calib.width)
+    painted = np.repeat(painted[..., None], 3, axis=2)
+    maps = fisheye.fisheye_to_pinhole_maps(calib, K_NORM, size, fisheye.rotation_x(pitch))
+    out = fisheye.resample_fisheye(painted, maps)[..., 0]
     centers = geometry.pixel_centers(*size).numpy()
     want = _checker(centers[..., 0], centers[..., 1])
     assert (np.abs(out.astype(int) - want) < 64).mean() > 0.99
-    wrong = k360.resample_fisheye(fisheye, k360.fisheye_to_pinhole_maps(calib, K_NORM, size, k360.rotation_x(-14)))
+    wrong = fisheye.resample_fisheye(painted, fisheye.fisheye_to_pinhole_maps(calib, K_NORM, size,
+                                                                            fisheye.rotation_x(-14)))
     assert (np.abs(wrong[..., 0].astype(int) - want) < 64).mean() < 0.9  # 1 degree off is visible
 
 

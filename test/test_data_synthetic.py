@@ -10,7 +10,7 @@ from scenedino_core import labels
 from scenedino_core.data import kitti360 as k360
 from scenedino_core.data.kitti360_labels import label_ids_to_trainids
 from scenedino_core.data.synthetic import (CAR, FULL_SIZE, ROAD, SKY, TRAINID_TO_SSCBENCH_GT, Shape, StreetConfig,
-                                           StreetWorld, _camera_rays, write_kitti360, write_sscbench)
+                                           StreetWorld, camera_rays, write_kitti360, write_sscbench)
 from scenedino_core.sscbench import grid as sgrid
 from scenedino_core.sscbench import io as sio
 from scenedino_core.sscbench import metrics as M
@@ -42,7 +42,7 @@ def voxel_index(world: StreetWorld, frame: int, points: np.ndarray) -> tuple[np.
 def test_road_pixels_have_the_analytic_distance(world):
     view = world.render_camera(FRAME, "image_00", SIZE)
     c2w = world.camera_to_world(FRAME, "image_00")
-    d_cam = _camera_rays(*SIZE, tuple(world.rig.K_norm.ravel()))
+    d_cam = camera_rays(*SIZE, tuple(world.rig.K_norm.ravel()))
     d_world = d_cam @ c2w[:3, :3].T
     road = (view.labels.reshape(-1) == ROAD)
     assert road.mean() > 0.1
@@ -56,7 +56,7 @@ def test_road_pixels_have_the_analytic_distance(world):
 
 def test_hits_lie_on_the_boundary_of_the_labelled_primitive(world):
     c2w = world.camera_to_world(FRAME, "image_02")
-    d = _camera_rays(*SIZE, tuple(world.rig.K_norm.ravel())) @ c2w[:3, :3].T
+    d = camera_rays(*SIZE, tuple(world.rig.K_norm.ravel())) @ c2w[:3, :3].T
     hits = world.cast(c2w[:3, 3], d.reshape(*SIZE, 3))
     P = world.primitives
     on = hits.primitive >= 0
@@ -76,7 +76,7 @@ def test_colours_are_view_independent_and_plausible(world):
     """A surface point seen by cam 00 and cam 01 gets the same colour (texture + Lambert depend on the point only)."""
     a = world.render_camera(FRAME, "image_00", SIZE)
     c00, c01 = world.camera_to_world(FRAME, "image_00"), world.camera_to_world(FRAME, "image_01")
-    d = _camera_rays(*SIZE, tuple(world.rig.K_norm.ravel())) @ c00[:3, :3].T
+    d = camera_rays(*SIZE, tuple(world.rig.K_norm.ravel())) @ c00[:3, :3].T
     h00 = world.cast(c00[:3, 3], d.reshape(*SIZE, 3))
     np.testing.assert_array_equal(world.shade(h00, d).reshape(*SIZE, 3), a.rgb)
     finite = np.isfinite(h00.distance)
@@ -158,7 +158,7 @@ def test_voxel_gt_occupancy_matches_primitive_surfaces(world, gt):
 def test_voxel_gt_free_space_and_unknown(world, gt):
     view = world.render_camera(FRAME, "image_00", SIZE)
     c2w = world.camera_to_world(FRAME, "image_00")
-    d = _camera_rays(*SIZE, tuple(world.rig.K_norm.ravel())) @ c2w[:3, :3].T
+    d = camera_rays(*SIZE, tuple(world.rig.K_norm.ravel())) @ c2w[:3, :3].T
     dist = np.where(np.isfinite(view.distance), view.distance, 60.0).reshape(-1).astype(np.float64)
     frac = np.random.default_rng(1).uniform(0.05, 1.0, (8, dist.size))
     free = c2w[:3, 3] + d[None] * (np.maximum(dist - 0.5, 0.0) * frac)[..., None]

@@ -11,6 +11,8 @@ import torch
 
 from conftest import tiny_model
 from scenedino_core import eval2d, labels
+from scenedino_core.data.semantics2d import Cityscapes2D, Kitti360Semantics2D, cityscapes_preprocess
+from scenedino_core.metrics import hungarian_match, segmentation_metrics
 from scenedino_core.checkpoint import save_checkpoint
 from scenedino_core.cli import eval_2d
 from scenedino_core.data.kitti360_labels import LABEL_ID_TO_TRAINID, label_ids_to_trainids
@@ -90,11 +92,11 @@ def test_hungarian_recovers_known_permutation():
     perm = rng.permutation(19)  # predicted id p stands for class perm[p]
     conf = rng.integers(0, 40, (19, 19))
     conf[np.arange(19), perm] += 5000
-    mapping = eval2d.hungarian_match(conf)
+    mapping = hungarian_match(conf)
     np.testing.assert_array_equal(mapping, perm)
     # more predicted ids than classes: the extra ids stay unmatched
     conf_extra = np.vstack([conf, rng.integers(0, 40, (3, 19))])
-    m = eval2d.hungarian_match(conf_extra)
+    m = hungarian_match(conf_extra)
     np.testing.assert_array_equal(m[:19], perm)
     assert (m[19:] == -1).all()
 
@@ -118,7 +120,7 @@ def test_metrics_on_a_permuted_perfect_prediction():
 def test_segmentation_metrics_by_hand():
     conf = np.zeros((19, 19), np.int64)  # rows prediction, cols GT
     conf[0, 0], conf[0, 1], conf[1, 1], conf[2, 0] = 6, 2, 3, 1
-    m = eval2d.segmentation_metrics(conf)
+    m = segmentation_metrics(conf, eval2d.CLASS_NAMES, labels.TRAIN_CLASS_WEIGHTS)
     # road: tp 6, gt 7, pred 8 -> 6 / 9; sidewalk: tp 3, gt 5, pred 3 -> 3 / 5; building: tp 0, pred 1 -> 0
     assert m["per_class_iou"]["road"] == pytest.approx(6 / 9)
     assert m["per_class_iou"]["sidewalk"] == pytest.approx(3 / 5)
@@ -134,14 +136,14 @@ def test_cityscapes_preprocess_resize_then_centre_crop():
     rows = np.repeat(np.arange(h, dtype=np.float64)[:, None], w, axis=1)
     ids = (rows // 64).astype(np.uint8)  # 16 horizontal bands of label ids
     rgb = np.zeros((h, w, 3), np.uint8)
-    out_rgb, out_ids = eval2d.cityscapes_preprocess(rgb, ids, (192, 640))
+    out_rgb, out_ids = cityscapes_preprocess(rgb, ids, (192, 640))
     assert out_rgb.shape == (192, 640, 3) and out_ids.shape == (192, 640)
     # 1024 -> 320 rows (scale 3.2), crop rows 64..255: output row r shows source row floor((r + 64 + 0.5) * 3.2)
     r = np.arange(192)
     expected = (np.floor((r + 64 + 0.5) * 3.2) // 64).astype(np.uint8)
     np.testing.assert_array_equal(out_ids[:, 0], expected)
     with pytest.raises(ValueError, match="less than the model height"):
-        eval2d.cityscapes_preprocess(rgb[:100], ids[:100], (192, 640))
+        cityscapes_preprocess(rgb[:100], ids[:100], (192, 640))
 
 
 def test_stride_target_matches_image_rays():
@@ -156,7 +158,7 @@ def test_stride_target_matches_image_rays():
 # ------------------------------------------------------------------------------------------ datasets + CLI
 def test_kitti360_dataset_and_cli(tmp_path, ckpt):
     root = kitti360_tree(tmp_path / "kitti360")
-    ds = eval2d.Kitti360Semantics2D(root, (32, 64), "09")
+    ds = Kitti360Semantics2D(root, (32, 64), "09")
     assert ds.frames == [250, 251] and len(ds) == 2
     s = ds.load(0)
     assert s.image.shape == (1, 3, 32, 64) and s.target.shape == (32, 64)
@@ -178,7 +180,7 @@ def test_kitti360_dataset_and_cli(tmp_path, ckpt):
 
 def test_cityscapes_dataset_and_cli(tmp_path, ckpt):
     root = cityscapes_tree(tmp_path / "cityscapes")
-    ds = eval2d.Cityscapes2D(root, (32, 64))
+    ds = Cityscapes2D(root, (32, 64))
     assert len(ds) == 2
     s = ds.load(1)
     assert s.image.shape == (1, 3, 32, 64) and s.target.shape == (32, 64)
@@ -196,7 +198,7 @@ def test_missing_and_broken_2d_files_name_the_file(tmp_path, ckpt, capsys):
     gt = root / "data_2d_semantics" / "train" / SEQ / "image_00" / "semantic" / "0000000250.png"
     img = root / "data_2d_raw" / SEQ / "image_00" / "data_rect" / "0000000251.png"
     img.unlink()
-    ds = eval2d.Kitti360Semantics2D(root, (32, 64), 9)
+    ds = Kitti360Semantics2D(root, (32, 64), 9)
     with pytest.raises(FileNotFoundError, match=str(img)):
         ds.load(1)
     gt.write_bytes(gt.read_bytes()[:50])
@@ -206,9 +208,9 @@ def test_missing_and_broken_2d_files_name_the_file(tmp_path, ckpt, capsys):
     with pytest.raises(ValueError, match="single-channel"):
         ds.load(0)
     with pytest.raises(FileNotFoundError, match="semantic GT"):
-        eval2d.Kitti360Semantics2D(root, (32, 64), 9, frames=[7])
+        Kitti360Semantics2D(root, (32, 64), 9, frames=[7])
     with pytest.raises(FileNotFoundError, match="gtFine split folder"):
-        eval2d.Cityscapes2D(tmp_path, (32, 64))
+        Cityscapes2D(tmp_path, (32, 64))
     assert eval_2d.main(["--dataset", "cityscapes", "--root", str(tmp_path / "nope"), "--checkpoint", str(ckpt),
                          "--out", str(tmp_path / "o")]) == 2
     assert "Cityscapes root not found" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from test_sscbench_io import PERSPECTIVE_TXT
 from scenedino_core import labels
 from scenedino_core.checkpoint import save_checkpoint
 from scenedino_core.cli import eval_sscbench as ev
+from scenedino_core.cli._args import frame_list
 from scenedino_core.model import SceneDINO
 from scenedino_core.sscbench import grid
 from scenedino_core.sscbench import io as sio
@@ -328,13 +329,13 @@ def test_assign_clusters_recovers_a_known_matching():
     np.testing.assert_array_equal(trainid, rep[label_of])
 
 
-def test_parse_frames():
-    assert ev.parse_frames(None) is None
-    assert ev.parse_frames(["5", "10-12", "20,21", "5"]) == (5, 10, 11, 12, 20, 21)
+def test_frame_list():
+    assert frame_list(None) is None
+    assert frame_list(["5", "10-12", "20,21", "5"]) == (5, 10, 11, 12, 20, 21)
     with pytest.raises(ValueError, match="bad frame spec"):
-        ev.parse_frames(["x"])
+        frame_list(["x"])
     with pytest.raises(ValueError, match="bad frame spec"):
-        ev.parse_frames(["9-3"])
+        frame_list(["9-3"])
 
 
 def test_assign_on_val_linear_mode_has_no_cluster_assignment(data, tmp_path):

@@ -83,12 +83,37 @@ def test_bad_points(model, volume):
 
 
 def test_core_import_has_no_ros_and_no_side_effects():
+    """Every module of scenedino_core imports without ROS (nothing from rclpy, *_msgs or scenedino_ros)."""
     import subprocess
     import sys
 
-    code = ("import sys, scenedino_core.model, scenedino_core.checkpoint, scenedino_core.voxels, "
-            "scenedino_core.evaluation; assert 'rclpy' not in sys.modules; "
-            "assert not any(m.startswith(('sensor_msgs', 'rclpy')) for m in sys.modules)")
+    code = ("import pkgutil, sys, scenedino_core\n"
+            "names = [m.name for m in pkgutil.walk_packages(scenedino_core.__path__, 'scenedino_core.')]\n"
+            "assert len(names) > 40 and 'scenedino_core.sscbench.metrics' in names, names\n"
+            "for name in names:\n"
+            "    __import__(name)\n"
+            "ros = sorted(m for m in sys.modules\n"
+            "             if m.startswith(('rclpy', 'sensor_msgs', 'std_msgs', 'scenedino_ros')))\n"
+            "assert not ros, ros\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_package_surface_is_lazy():
+    """``import scenedino_core`` loads no torch; its public names load on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, scenedino_core as sd\n"
+            "assert 'torch' not in sys.modules\n"
+            "assert sd.SceneDINO.__module__ == 'scenedino_core.model' and 'torch' in sys.modules\n"
+            "from scenedino_core import FeatureVolume, SceneDINOConfig, VoxelPrediction, load_model, predict_voxels\n"
+            "assert set(sd.__all__) <= set(dir(sd))\n"
+            "try:\n"
+            "    sd.no_such_name\n"
+            "except AttributeError as e:\n"
+            "    assert 'no_such_name' in str(e)\n"
+            "else:\n"
+            "    raise AssertionError('no AttributeError')\n")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -39,7 +39,7 @@ def test_voxel_centers_bit_exact(upstream, centers_camera):
 
 
 def test_fov_mask_exact(upstream):
-    fov = grid.fov_mask(grid.SSCBENCH_GRID, grid.intrinsics_full(), grid.IMAGE_SIZE, grid.velo_to_cam_matrix())
+    fov = grid.fov_mask(grid.SSCBENCH_GRID, grid.intrinsics_full(), grid.IMAGE_SIZE_WH, grid.velo_to_cam_matrix())
     assert fov.dtype == bool and fov.shape == (256, 256, 32)
     np.testing.assert_array_equal(fov, upstream["fov"].astype(bool))
     np.testing.assert_array_equal(grid.fov_mask(), fov)
@@ -71,7 +71,7 @@ def test_centres_velo_and_roundtrip(centers_camera):
 def test_fov_mask_follows_intrinsics():
     base = grid.fov_mask()
     assert 0.7 < base.mean() < 0.8
-    narrow = grid.fov_mask(image_size=(704, 376))  # left half of the image only
+    narrow = grid.fov_mask(image_size_wh=(704, 376))  # left half of the image only
     assert narrow.sum() < base.sum() and not np.any(narrow & ~base)
     K = grid.intrinsics_full()
     K[0, 0] *= 2  # doubling fx halves the horizontal field of view

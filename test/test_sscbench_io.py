@@ -182,11 +182,11 @@ def test_calibration_roundtrip(tmp_path: Path):
     entries = kc.parse_key_floats(tmp_path / "calibration" / "perspective.txt")
     assert "calib_time" not in entries and entries["R_rect_00"].shape == (9,)
     persp = kc.read_perspective(tmp_path / "calibration" / "perspective.txt")
-    assert persp.image_size == (1408, 376)
+    assert persp.image_size_wh == (1408, 376)
     assert persp.entries["P_rect_01"][3] == pytest.approx(-326.889)
     calib = sio.read_sscbench_calibration(tmp_path)
     np.testing.assert_allclose(calib.K, [[552.5542, 0, 682.0495], [0, 552.5542, 238.7695], [0, 0, 1]])
-    assert calib.image_size == grid.IMAGE_SIZE
+    assert calib.image_size_wh == grid.IMAGE_SIZE_WH
     np.testing.assert_array_equal(calib.cam_to_velo, grid.cam_to_velo_matrix())
     np.testing.assert_array_equal(calib.velo_to_cam, grid.velo_to_cam_matrix())
     # a key-prefixed cam->velo line is accepted too
@@ -197,7 +197,7 @@ def test_calibration_roundtrip(tmp_path: Path):
 def test_calibration_fov_close_to_hardcoded(tmp_path: Path):
     _write_calib(tmp_path)
     calib = sio.read_sscbench_calibration(tmp_path)
-    fov_file = grid.fov_mask(K=calib.K, image_size=calib.image_size, cam_from_velo=calib.velo_to_cam)
+    fov_file = grid.fov_mask(K=calib.K, image_size_wh=calib.image_size_wh, cam_from_velo=calib.velo_to_cam)
     fov_ref = grid.fov_mask()
     # the file's K is rounded to 7 digits: only voxels on the image border may flip
     assert np.count_nonzero(fov_file != fov_ref) < 1e-3 * fov_ref.sum()

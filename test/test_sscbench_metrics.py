@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from scenedino_core import labels
-from scenedino_core.evaluation import sscbench_report as sscbench_report_public
 from scenedino_core.sscbench import metrics as M
+from scenedino_core.sscbench.report_files import results_markdown
+from scenedino_core.voxels import SIGMA_THRESHOLD
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 FIXTURE = REFERENCE / "sscbench_metrics"
@@ -56,7 +57,7 @@ def report(total_acc):
 
 def test_fixture_sigma_never_at_cutoff(fixture_data):
     data, expected = fixture_data
-    assert expected["sigma_cutoff"] == M.SIGMA_CUTOFF
+    assert expected["sigma_cutoff"] == SIGMA_THRESHOLD
     assert not np.any(data["sigma"] == np.float32(0.2))
     assert list(expected["sizes_m"]) == list(M.SIZES_M)
     assert list(expected["class_names_1_15"]) == list(M.CLASS_NAMES)
@@ -132,7 +133,7 @@ def test_reference_float32_tables(fixture_data, report):
 
 def test_results_markdown_matches_reference(fixture_data, report):
     _, expected = fixture_data
-    assert M.results_markdown(report, name="fixture", include_weighted_row=False) == expected["results_md"]
+    assert results_markdown(report, name="fixture", include_weighted_row=False) == expected["results_md"]
 
 
 def test_printed_numbers(fixture_data, report):
@@ -151,9 +152,9 @@ def test_printed_numbers(fixture_data, report):
         assert f"{report[mode]['51.2']['weighted_miou'] * 100:.2f}" == wmiou
 
 
-def test_public_entry_point_stack_and_per_frame_fov(fixture_data, report):
+def test_sscbench_report_stack_and_per_frame_fov(fixture_data, report):
     data, _ = fixture_data
-    got = sscbench_report_public(data["gt"], data["pred_trainid"], data["sigma"], data["fov_mask"])
+    got = M.sscbench_report(data["gt"], data["pred_trainid"], data["sigma"], data["fov_mask"])
     assert got == report
     fov_stack = np.broadcast_to(data["fov_mask"], data["gt"].shape)
     assert M.sscbench_report(data["gt"], data["pred_trainid"], data["sigma"], fov_stack) == report
@@ -298,7 +299,7 @@ def test_hungarian_report_on_permuted_prediction():
     w = labels.SSC_CLASS_WEIGHTS
     assert d["weighted_miou"] == pytest.approx(w[6] / w.sum())
     assert h["weighted_miou"] == pytest.approx((w[3] + w[6]) / w.sum())
-    md = M.results_markdown(rep, name="t")
+    md = results_markdown(rep, name="t")
     assert "| weighted mIoU |" in md and "  nan |" in md and "Reassignment:" in md
 
 

@@ -29,6 +29,7 @@ from scenedino_core.sscbench import metrics as M
 from scenedino_core.sscbench.dataset import SSCBenchKitti360
 from scenedino_core.sscbench.evaluate import EvalOptions, Runtime
 from scenedino_core.visualize import new_figure, plot_image, save_figure
+from scenedino_core.voxels import SIGMA_THRESHOLD
 
 RANGES_M = (12.8, 25.6, 51.2)
 #: z index of the top slice: 0.6-0.8 m above the synthetic road (whose GT voxels have z index 1), through cars.
@@ -62,8 +63,8 @@ def frame_geometry(runtime: Runtime, dataset: SSCBenchKitti360, frame: int) -> t
     exact = sample.gt != 0
     predicted = {
         REFERENCE: pred.labels > 0,  # also empty where the head says sky or rider
-        GROWN: pred.sigma_grown >= M.SIGMA_CUTOFF,
-        FIELD: pred.sigma >= M.SIGMA_CUTOFF,
+        GROWN: pred.sigma_grown >= SIGMA_THRESHOLD,
+        FIELD: pred.sigma >= SIGMA_THRESHOLD,
         EXACT_GROWN: ndimage.maximum_filter(exact, size=3, mode="constant"),
         EXACT: exact,
     }
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         if i == 0 and args.figure:
             draw(args.figure, rgb, geo, list(FIGURE_ROWS), frame)
     names = list(dict.fromkeys(name for name, _ in totals))
-    print(f"| occupancy ({len(dataset)} frames, σ >= {M.SIGMA_CUTOFF}) | "
+    print(f"| occupancy ({len(dataset)} frames, σ >= {SIGMA_THRESHOLD}) | "
           + " | ".join(f"IoU / precision / recall at {s} m" for s in RANGES_M) + " |")
     print("|---|" + "---|" * len(RANGES_M))
     for name in names:

@@ -1,7 +1,8 @@
-"""``scenedino-eval-2d``: unsupervised 2D semantic segmentation of the rendered input view (spec §6).
+"""``scenedino-eval-2d``: unsupervised 2D semantic segmentation of the rendered input view.
 
 Writes ``results.json`` (per mode: direct and Hungarian reports with per-class IoU, the confusions and the matching)
-and ``results.md`` to ``--out``. See ``scenedino_core.eval2d`` for the datasets' preprocessing and the metrics.
+and ``results.md`` to ``--out``. See ``scenedino_core.data.semantics2d`` for the datasets' preprocessing and
+``scenedino_core.eval2d`` for the metrics.
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from typing import Any, Sequence
 import torch
 
 from .. import eval2d
-from ..files import atomic_write_text
 from ..checkpoint import load_model
+from ..data.semantics2d import Cityscapes2D, Dataset2D, Kitti360Semantics2D
+from ..files import atomic_write_text, file_sha256
 from ..semantics import PredictionMode
-from ..files import file_sha256
-from .eval_sscbench import parse_frames
+from ._args import frame_list
 
 logger = logging.getLogger("scenedino-eval-2d")
 
@@ -56,10 +57,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = load_model(args.checkpoint, device=device, config=args.config)
     size = model.config.image_size
     if args.dataset == "kitti360":
-        ds: eval2d.Dataset2D = eval2d.Kitti360Semantics2D(args.root, size, args.sequence, parse_frames(args.frames),
-                                                          every=args.every, limit=args.limit)
+        ds: Dataset2D = Kitti360Semantics2D(args.root, size, args.sequence, frame_list(args.frames), every=args.every,
+                                            limit=args.limit)
     else:
-        ds = eval2d.Cityscapes2D(args.root, size, args.split, every=args.every, limit=args.limit)
+        ds = Cityscapes2D(args.root, size, args.split, every=args.every, limit=args.limit)
     options = eval2d.Render2DOptions(stride=args.stride, ray_batch=args.ray_batch)
     result = eval2d.evaluate_model(model, ds, args.modes, options)
     result.update({"dataset": args.dataset, "root": str(args.root), "checkpoint": str(args.checkpoint),

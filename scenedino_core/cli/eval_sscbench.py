@@ -1,4 +1,4 @@
-"""``scenedino-eval-sscbench``: SSCBench-KITTI-360 semantic scene completion evaluation (spec §5).
+"""``scenedino-eval-sscbench``: SSCBench-KITTI-360 semantic scene completion evaluation.
 
 The command line of ``scenedino_core.sscbench.evaluate.evaluate_sscbench``; the module doc there describes the
 protocol. Rerun with the same ``--out`` to resume an interrupted run.
@@ -15,35 +15,10 @@ from ..model import DEFAULT_CHUNK
 from ..semantics import PredictionMode
 from ..sscbench import metrics as M
 from ..sscbench.evaluate import ASSIGN_CHOICES, EvalOptions, evaluate_sscbench
-from ..sscbench.report_files import pct, range_keys
+from ..sscbench.report_files import pct
+from ._args import frame_list
 
 logger = logging.getLogger("scenedino-eval-sscbench")
-
-
-def parse_frames(tokens: Sequence[str] | None) -> tuple[int, ...] | None:
-    """["5", "10-12", "20,21"] -> (5, 10, 11, 12, 20, 21); None stays None."""
-    if not tokens:
-        return None
-    out: list[int] = []
-    for token in tokens:
-        for part in str(token).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                if "-" in part[1:]:
-                    a, b = part.split("-", 1)
-                    lo, hi = int(a), int(b)
-                    if hi < lo:
-                        raise ValueError
-                    out.extend(range(lo, hi + 1))
-                else:
-                    out.append(int(part))
-            except ValueError:
-                raise ValueError(f"bad frame spec {part!r}: use integers or inclusive ranges like 100-200") from None
-    if any(f < 0 for f in out):
-        raise ValueError(f"frame ids must be >= 0, got {sorted(f for f in out if f < 0)[:5]}")
-    return tuple(sorted(set(out)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 def options_from_args(argv: Sequence[str] | None = None) -> EvalOptions:
     a = build_parser().parse_args(argv)
     return EvalOptions(sscbench=a.sscbench, voxel_gt=a.voxel_gt, checkpoint=a.checkpoint, out=a.out,
-                       sequence=a.sequence, frames=parse_frames(a.frames), mode=a.mode, device=a.device,
-                       assign_on=a.assign_on, val_sequence=a.val_sequence, val_frames=parse_frames(a.val_frames),
+                       sequence=a.sequence, frames=frame_list(a.frames), mode=a.mode, device=a.device,
+                       assign_on=a.assign_on, val_sequence=a.val_sequence, val_frames=frame_list(a.val_frames),
                        val_voxel_gt=a.val_voxel_gt, config=a.config, fast_sweep=a.fast_sweep,
                        chunk_size=a.chunk_size, name=a.name)
 
@@ -98,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     rep = summary["report"]
     for r in M.MODES:
-        logger.info("%-9s mIoU %s", r, "  ".join(f"{k} m: {pct(rep[r][k]['miou'])}" for k in range_keys(rep[r])))
+        logger.info("%-9s mIoU %s", r, "  ".join(f"{k} m: {pct(rep[r][k]['miou'])}" for k in M.range_keys(rep[r])))
     return 0
 
 

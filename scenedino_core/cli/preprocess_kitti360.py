@@ -1,4 +1,4 @@
-"""``scenedino-preprocess-kitti360``: cache the images the KITTI-360 training loader reads (spec §3.1).
+"""``scenedino-preprocess-kitti360``: cache the images the KITTI-360 training loader reads.
 
 For every sequence it writes, next to the originals,
 
@@ -21,7 +21,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import images
+from ..data import fisheye
 from ..data import kitti360 as k360
+from ._args import frame_range
 
 _logger = logging.getLogger("scenedino-preprocess-kitti360")
 
@@ -37,13 +39,9 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def parse_frames(text: str) -> tuple[int, int]:
-    """"100:200" -> (100, 200) (end exclusive; either side may be empty)."""
-    try:
-        a, b = text.split(":")
-        return int(a) if a else 0, int(b) if b else sys.maxsize
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"frames must look like A:B, got {text!r}") from None
+#: Former name of ``_args.frame_range``, kept importable for ``scenedino_ros.kitti360_to_bag``; new code imports
+#: ``scenedino_core.cli._args.frame_range``.
+parse_frames = frame_range
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=k360.DEFAULT_IMAGE_SIZE, help="output HxW (default 192x640)")
     p.add_argument("--pitch", type=float, default=k360.FISHEYE_PITCH_DEG, help="virtual fisheye pitch in degrees")
     p.add_argument("--cameras", nargs="+", default=list(k360.CAMERAS), choices=list(k360.CAMERAS))
-    p.add_argument("--frames", type=parse_frames, help="frame range A:B (end exclusive)")
+    p.add_argument("--frames", type=frame_range, help="frame range A:B (end exclusive)")
     p.add_argument("--overwrite", action="store_true", help="rewrite existing cache files")
     p.add_argument("--workers", type=int, default=1, help="parallel threads")
     return p
@@ -74,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if not raw_root.is_dir():
         raise FileNotFoundError(f"KITTI-360 image folder not found: {raw_root}")
     sequences = args.sequences or sorted(p.name for p in raw_root.iterdir() if p.is_dir())
-    fisheye = any(c in k360.FISHEYE_CAMERAS for c in args.cameras)
-    calib = k360.read_rig_calibration(root / "calibration", args.pitch, fisheye=fisheye)
+    need_fisheye = any(c in k360.FISHEYE_CAMERAS for c in args.cameras)
+    calib = k360.read_rig_calibration(root / "calibration", args.pitch, fisheye=need_fisheye)
     jobs = []
     for seq in sequences:
         for cam in args.cameras:
@@ -90,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if not jobs:
         _logger.info("nothing to do (all cache files exist or no images found)")
         return 0
-    maps = {cam: k360.fisheye_to_pinhole_maps(calib.fisheye[cam], calib.K_norm[cam], args.size,
-                                              k360.rotation_x(args.pitch))
+    maps = {cam: fisheye.fisheye_to_pinhole_maps(calib.fisheye[cam], calib.K_norm[cam], args.size,
+                                                 fisheye.rotation_x(args.pitch))
             for cam in k360.FISHEYE_CAMERAS if cam in args.cameras}
 
     def work(job: tuple[str, str, int, Path]) -> Path:

@@ -1,4 +1,5 @@
-"""KITTI-360 multi-view training samples (spec §3.1-3.2, §5.8): the one loader of the calibrated stereo + fisheye rig.
+"""KITTI-360 multi-view training samples: the one loader of the calibrated stereo + fisheye rig (the reference's
+``old_KITTI_360`` dataset).
 
 Layout read (``<seq>`` = ``2013_05_28_drive_0000_sync``)::
 
@@ -12,7 +13,7 @@ Layout read (``<seq>`` = ``2013_05_28_drive_0000_sync``)::
     data_2d_raw/<seq>/image_0{2,3}/data_<H>x<W>_0x<pitch>/...        cache: fisheye resampled to virtual pinholes
     data_2d_semantics/train/<seq>/image_00/semantic/<frame:010d>.png optional uint8 KITTI-360 label ids
 
-Item (spec §3.1): 8 views ``[00@t, 00@t+1, 01@t, 01@t+1, 02@t+o, 02@t+o+1, 03@t+o, 03@t+o+1]``; split entries
+Item: 8 views ``[00@t, 00@t+1, 01@t, 01@t+1, 02@t+o, 02@t+o+1, 03@t+o, 03@t+o+1]``; split entries
 marked ``r`` swap left and right (``[01, 01, 00, 00, 03, 03, 02, 02]``). With ``fisheye=False`` only the first 4.
 
 Frame arithmetic, as in the reference: ``t+1``, ``t+o`` and ``t+o+1`` count *posed* frames (the rows of poses.txt
@@ -27,12 +28,7 @@ down). Returned poses are relative to view 0 (``inv(P0) @ P``), so view 0 is the
 ``geometry`` (``fx' = 2 fx / W``, ``cx' = 2 cx / W - 1``) with (W, H) from ``S_rect_00``; the virtual pinholes share
 cam 00's normalised K.
 
-Fisheye resampling (MEI model, spec §3.1): each virtual pixel centre (``geometry.pixel_centers`` convention) gives a
-ray ``K^-1 (x, y, 1)``, rotated into the fisheye frame and normalised; ``(x / (z + xi), y / (z + xi))``, radial
-distortion ``1 + k1 r + k2 r^2`` with ``r = x^2 + y^2``, pixel ``(gamma1 x + u0, gamma2 y + v0)``, bilinear sampling
-with ``cv2.remap`` (black outside). Deviations from the reference, all below one source pixel: pixel coordinates
-follow OpenCV (pixel centres at integers) instead of mixing ``align_corners`` conventions; p1/p2 are ignored, as in
-the reference.
+Fisheye views are resampled to virtual pinholes with the MEI model of ``fisheye`` (``calibration/image_0X.yaml``).
 
 Images are resized whole (``cv2.INTER_LINEAR``), which leaves normalised K unchanged. 2D labels are read as label ids,
 nearest-resized and mapped to trainIds (255 = ignore; views of other cameras are all 255). A missing or malformed
@@ -48,12 +44,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import Dataset
 
 from scenedino_core import geometry, images
+from scenedino_core.data.fisheye import (MEICalibration, fisheye_to_pinhole_maps, read_mei_yaml, resample_fisheye,
+                                         rotation_x)
 from scenedino_core.data.kitti360_calib import parse_key_floats, read_perspective
 from scenedino_core.data.kitti360_labels import label_ids_to_trainids, read_label_ids
+from scenedino_core.files import atomic_write_text, require_file
 from scenedino_core.labels import UNKNOWN
 
 logger = logging.getLogger(__name__)
@@ -99,141 +97,6 @@ def poses_path(poses_root: str | Path, sequence: str) -> Path:
     return Path(poses_root) / sequence / "poses.txt"
 
 
-# ------------------------------------------------------------------------------------------ fisheye model
-def _require_file(path: Path, what: str) -> Path:
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    return path
-
-
-@dataclass(frozen=True)
-class MEICalibration:
-    """Unified (MEI) fisheye model of one KITTI-360 fisheye camera; pixel coordinates are OpenCV's."""
-
-    xi: float
-    k1: float
-    k2: float
-    gamma1: float
-    gamma2: float
-    u0: float
-    v0: float
-    width: int
-    height: int
-    p1: float = 0.0
-    """Tangential terms are read but not used (the reference ignores them too)."""
-    p2: float = 0.0
-
-    def project(self, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(..., 3) camera-frame rays -> (..., 2) float64 pixels and (...,) bool valid (``z + xi > 0``)."""
-        d = np.asarray(rays, dtype=np.float64)
-        d = d / np.linalg.norm(d, axis=-1, keepdims=True)
-        den = d[..., 2] + self.xi
-        valid = den > 1e-9
-        den = np.where(valid, den, 1.0)
-        x, y = d[..., 0] / den, d[..., 1] / den
-        r = x * x + y * y
-        f = 1.0 + self.k1 * r + self.k2 * r * r
-        uv = np.stack([self.gamma1 * x * f + self.u0, self.gamma2 * y * f + self.v0], axis=-1)
-        return uv, valid
-
-    def unproject(self, uv: np.ndarray, iterations: int = 20) -> tuple[np.ndarray, np.ndarray]:
-        """(..., 2) pixels -> (..., 3) unit rays and (...,) bool valid (inverse of ``project``; Newton undistortion)."""
-        uv = np.asarray(uv, dtype=np.float64)
-        xd = (uv[..., 0] - self.u0) / self.gamma1
-        yd = (uv[..., 1] - self.v0) / self.gamma2
-        rho_d = np.hypot(xd, yd)
-        rho = rho_d.copy()
-        for _ in range(iterations):  # solve rho (1 + k1 rho^2 + k2 rho^4) = rho_d
-            r2 = rho * rho
-            g = rho * (1.0 + self.k1 * r2 + self.k2 * r2 * r2) - rho_d
-            rho = rho - g / (1.0 + 3.0 * self.k1 * r2 + 5.0 * self.k2 * r2 * r2)
-        scale = np.where(rho_d > 0, rho / np.where(rho_d > 0, rho_d, 1.0), 1.0)
-        x, y = xd * scale, yd * scale
-        r2 = x * x + y * y
-        disc = 1.0 + (1.0 - self.xi * self.xi) * r2
-        valid = disc >= 0
-        lam = (self.xi + np.sqrt(np.maximum(disc, 0.0))) / (1.0 + r2)
-        rays = np.stack([lam * x, lam * y, lam - self.xi], axis=-1)
-        rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
-        return rays, valid
-
-    def scaled(self, width: int, height: int) -> "MEICalibration":
-        """The same lens for an image resized to (width, height) (pixel centres kept: ``u -> (u + .5) s - .5``)."""
-        sx, sy = width / self.width, height / self.height
-        return MEICalibration(xi=self.xi, k1=self.k1, k2=self.k2, gamma1=self.gamma1 * sx, gamma2=self.gamma2 * sy,
-                              u0=(self.u0 + 0.5) * sx - 0.5, v0=(self.v0 + 0.5) * sy - 0.5, width=int(width),
-                              height=int(height), p1=self.p1, p2=self.p2)
-
-
-def read_mei_yaml(path: str | Path) -> MEICalibration:
-    """Read ``calibration/image_02.yaml`` / ``image_03.yaml`` (OpenCV YAML; a first ``%YAML`` line is skipped)."""
-    path = _require_file(Path(path), "fisheye calibration")
-    text = path.read_text(errors="replace")
-    if text.lstrip().startswith("%YAML"):
-        text = text.split("\n", 1)[1] if "\n" in text else ""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a YAML mapping, got {type(data).__name__}")
-
-    def get(group: str | None, key: str) -> float:
-        node = data if group is None else data.get(group)
-        if not isinstance(node, dict) or key not in node:
-            name = key if group is None else f"{group}.{key}"
-            raise ValueError(f"{path}: missing entry '{name}'")
-        try:
-            return float(node[key])
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}: entry '{key}' is not a number: {node[key]!r}") from None
-
-    width, height = get(None, "image_width"), get(None, "image_height")
-    if width <= 0 or height <= 0 or width != int(width) or height != int(height):
-        raise ValueError(f"{path}: image_width/height must be positive integers, got {width} x {height}")
-    calib = MEICalibration(
-        xi=get("mirror_parameters", "xi"), k1=get("distortion_parameters", "k1"),
-        k2=get("distortion_parameters", "k2"), p1=get("distortion_parameters", "p1"),
-        p2=get("distortion_parameters", "p2"), gamma1=get("projection_parameters", "gamma1"),
-        gamma2=get("projection_parameters", "gamma2"), u0=get("projection_parameters", "u0"),
-        v0=get("projection_parameters", "v0"), width=int(width), height=int(height))
-    if calib.gamma1 <= 0 or calib.gamma2 <= 0:
-        raise ValueError(f"{path}: gamma1/gamma2 must be > 0, got {calib.gamma1}, {calib.gamma2}")
-    return calib
-
-
-def rotation_x(degrees: float) -> np.ndarray:
-    """(4, 4) float64 rotation about the camera x axis; ``rotation_x(-15) @ (0, 0, 1)`` looks 15 deg down (+y)."""
-    a = np.deg2rad(degrees)
-    c, s = np.cos(a), np.sin(a)
-    m = np.eye(4)
-    m[1:3, 1:3] = [[c, -s], [s, c]]
-    return m
-
-
-def fisheye_to_pinhole_maps(calib: MEICalibration, K_norm: np.ndarray, image_size: tuple[int, int],
-                            virtual_to_fisheye: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``cv2.remap`` maps (H, W) float32 of fisheye pixel coordinates for a virtual pinhole.
-
-    ``K_norm``: (3, 3) normalised intrinsics of the virtual camera; ``virtual_to_fisheye``: (3, 3) or (4, 4) rotation
-    (e.g. ``rotation_x(-15)``). Pixels whose ray the MEI model cannot project get -1 (sampled as black).
-    """
-    h, w = image_size
-    xy = geometry.pixel_centers(h, w).double().reshape(1, -1, 2)
-    rays = geometry.ray_directions(xy, torch.tensor(np.asarray(K_norm), dtype=torch.float64)[None])[0].numpy()
-    R = np.asarray(virtual_to_fisheye, dtype=np.float64)[:3, :3]
-    uv, valid = calib.project(np.einsum("rc,nc->nr", R, rays))
-    uv[~valid] = -1.0
-    uv = uv.reshape(h, w, 2).astype(np.float32)
-    return np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1])
-
-
-def resample_fisheye(fisheye: np.ndarray, maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """(Hf, Wf, C) fisheye image -> (H, W, C) virtual pinhole image (bilinear, black outside)."""
-    return cv2.remap(fisheye, maps[0], maps[1], interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                     borderValue=0)
-
-
 # ------------------------------------------------------------------------------------------- calibration
 def _as_4x4(values: np.ndarray) -> np.ndarray:
     m = np.eye(4)
@@ -243,7 +106,7 @@ def _as_4x4(values: np.ndarray) -> np.ndarray:
 
 def read_cam_to_pose(path: str | Path) -> dict[str, np.ndarray]:
     """``calib_cam_to_pose.txt`` -> {"image_00": (4, 4) float64 camera -> pose, ...} for all four cameras."""
-    path = _require_file(Path(path), "calibration file")
+    path = require_file(path, "calibration file")
     entries = parse_key_floats(path)
     out = {}
     for cam in CAMERAS:
@@ -277,7 +140,7 @@ def read_rig_calibration(calibration_dir: str | Path, pitch_deg: float = FISHEYE
     d = Path(calibration_dir)
     persp_path = d / "perspective.txt"
     persp = read_perspective(persp_path)
-    w, h = persp.image_size
+    w, h = persp.image_size_wh
     K_norm, cam_to_pose = {}, {}
     raw = read_cam_to_pose(d / "calib_cam_to_pose.txt")
     for cam, idx in (("image_00", "00"), ("image_01", "01")):
@@ -319,7 +182,7 @@ class PoseTrack:
 
 def read_poses(path: str | Path) -> PoseTrack:
     """Read ``poses.txt`` (KITTI-360 or ORB-SLAM3): per line a frame id and 12 floats (3x4 row-major pose -> world)."""
-    path = _require_file(Path(path), "poses file")
+    path = require_file(path, "poses file")
     frames, poses = [], []
     for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         if not line.strip():
@@ -352,7 +215,7 @@ class SplitEntry:
 
 
 def read_split(path: str | Path) -> list[SplitEntry]:
-    path = _require_file(Path(path), "split file")
+    path = require_file(path, "split file")
     out = []
     for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         if not line.strip():
@@ -365,10 +228,8 @@ def read_split(path: str | Path) -> list[SplitEntry]:
 
 
 def write_split(path: str | Path, entries: Sequence[SplitEntry]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{e.sequence} {e.frame:010d} {e.side}\n" for e in entries))
-    return path
+    """Write a split file (``read_split``'s format), atomically."""
+    return atomic_write_text(path, "".join(f"{e.sequence} {e.frame:010d} {e.side}\n" for e in entries))
 
 
 # ---------------------------------------------------------------------------------------- images, labels
@@ -393,7 +254,7 @@ def load_fisheye(path: Path, calib: MEICalibration, maps: tuple[np.ndarray, np.n
 # ----------------------------------------------------------------------------------------------- dataset
 @dataclass(frozen=True)
 class Kitti360Config:
-    """Loader options (spec §3.1 defaults)."""
+    """Loader options; the defaults are the reference's stage-1 training settings."""
 
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
     """(H, W) of every returned view."""
@@ -437,35 +298,6 @@ class MultiViewSample:
     cameras: tuple[str, ...]
     """Camera of every view (``image_00`` ...)."""
     fisheye_offset: int
-
-
-@dataclass(frozen=True)
-class MultiViewBatch:
-    """``collate_multiview`` output: the fields of ``MultiViewSample`` stacked along a leading batch dimension B."""
-
-    images: torch.Tensor
-    """(B, V, 3, H, W)."""
-    K: torch.Tensor
-    """(B, V, 3, 3)."""
-    poses: torch.Tensor
-    """(B, V, 4, 4)."""
-    labels: torch.Tensor | None
-    """(B, V, H, W) or None (when any item has none)."""
-    sequences: tuple[str, ...]
-    frames: tuple[int, ...]
-    frame_ids: torch.Tensor
-    """(B, V) int64."""
-
-
-def collate_multiview(samples: Sequence[MultiViewSample]) -> MultiViewBatch:
-    """``DataLoader(collate_fn=collate_multiview)``."""
-    if not samples:
-        raise ValueError("cannot collate an empty list of samples")
-    labels = None if any(s.labels is None for s in samples) else torch.stack([s.labels for s in samples])
-    return MultiViewBatch(images=torch.stack([s.images for s in samples]), K=torch.stack([s.K for s in samples]),
-                          poses=torch.stack([s.poses for s in samples]), labels=labels,
-                          sequences=tuple(s.sequence for s in samples), frames=tuple(s.frame for s in samples),
-                          frame_ids=torch.tensor([s.frame_ids for s in samples], dtype=torch.int64))
 
 
 @dataclass(frozen=True)
@@ -625,9 +457,8 @@ class Kitti360MultiView(Dataset):
             fisheye_offset=self.fisheye_offset(index) if self.config.fisheye else 0)
 
 
-__all__ = ["CAMERAS", "FISHEYE_CAMERAS", "FISHEYE_PITCH_DEG", "Kitti360Config", "Kitti360MultiView", "MEICalibration",
-           "MultiViewBatch", "MultiViewSample", "PERSPECTIVE_CAMERAS", "PoseTrack", "RigCalibration", "SplitEntry",
-           "TRAIN_FISHEYE_OFFSETS", "cache_dir_name", "cached_image_path", "collate_multiview",
-           "fisheye_to_pinhole_maps", "load_fisheye", "load_perspective", "poses_path", "raw_image_path",
-           "read_cam_to_pose", "read_label_ids", "read_mei_yaml", "read_poses", "read_rig_calibration", "read_split",
-           "resample_fisheye", "rotation_x", "semantic_path", "write_split"]
+__all__ = ["CAMERAS", "FISHEYE_CAMERAS", "FISHEYE_PITCH_DEG", "Kitti360Config", "Kitti360MultiView", "MultiViewSample",
+           "PERSPECTIVE_CAMERAS", "PoseTrack", "RigCalibration", "SplitEntry", "TRAIN_FISHEYE_OFFSETS",
+           "cache_dir_name", "cached_image_path", "load_fisheye", "load_perspective", "poses_path", "raw_image_path",
+           "read_cam_to_pose", "read_label_ids", "read_poses", "read_rig_calibration", "read_split", "semantic_path",
+           "write_split"]

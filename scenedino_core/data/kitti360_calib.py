@@ -1,6 +1,10 @@
-"""KITTI-360 calibration text files (spec §5.8).
+"""KITTI-360 calibration: the built-in camera 00 constants and the calibration text files.
 
-Format of ``perspective.txt``, ``calib_cam_to_pose.txt``, ...: one entry per line, ``key: v1 v2 ...``, split at the
+Camera 00 (rectified perspective, left of the stereo pair) at full resolution has the intrinsics
+``CAM00_INTRINSICS`` and the image size ``CAM00_SIZE_HW``; SSCBench-KITTI-360 evaluates with the same camera. They
+serve where a dataset has no ``calibration/`` folder, and as the SSCBench constants (``sscbench.grid``).
+
+File format of ``perspective.txt``, ``calib_cam_to_pose.txt``, ...: one entry per line, ``key: v1 v2 ...``, split at the
 first colon; lines whose values are not all floats (e.g. ``calib_time: 09-Jan-2013 15:40:53``) and blank lines are
 skipped. ``calib_cam_to_velo.txt`` is a single line of 12 floats without a key (3x4 row-major, cam00 -> velo).
 """
@@ -10,6 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+#: KITTI-360 rectified camera 00 at full resolution: (fx, fy, cx, cy) in pixels.
+CAM00_INTRINSICS: tuple[float, float, float, float] = (552.554261, 552.554261, 682.049453, 238.769549)
+#: KITTI-360 rectified camera 00 image size (height, width) in pixels.
+CAM00_SIZE_HW: tuple[int, int] = (376, 1408)
+
+
+def cam00_intrinsics() -> np.ndarray:
+    """(3, 3) float64 pixel intrinsics of KITTI-360 camera 00 at ``CAM00_SIZE_HW``."""
+    fx, fy, cx, cy = CAM00_INTRINSICS
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
 def _read_text(path: str | Path) -> str:
@@ -56,12 +71,12 @@ def _entry(entries: dict[str, np.ndarray], key: str, size: int, path: Path) -> n
 class PerspectiveCalibration:
     """Rectified perspective calibration of image_00 (and every other entry of the file).
 
-    ``p_rect_00``: (3, 4) float64 projection; ``image_size``: (width, height) from ``S_rect_00``;
+    ``p_rect_00``: (3, 4) float64 projection; ``image_size_wh``: (width, height) from ``S_rect_00``;
     ``entries``: all parsed ``key -> (n,)`` arrays (``P_rect_01``, ``R_rect_00``, ...).
     """
 
     p_rect_00: np.ndarray
-    image_size: tuple[int, int]
+    image_size_wh: tuple[int, int]
     entries: dict[str, np.ndarray] = field(repr=False)
 
     @property
@@ -78,7 +93,7 @@ def read_perspective(path: str | Path) -> PerspectiveCalibration:
     s = _entry(entries, "S_rect_00", 2, path)
     if np.any(s <= 0) or np.any(s != np.round(s)):
         raise ValueError(f"{path}: S_rect_00 must be two positive integers, got {s.tolist()}")
-    return PerspectiveCalibration(p_rect_00=p, image_size=(int(s[0]), int(s[1])), entries=entries)
+    return PerspectiveCalibration(p_rect_00=p, image_size_wh=(int(s[0]), int(s[1])), entries=entries)
 
 
 def read_cam_to_velo(path: str | Path) -> np.ndarray:

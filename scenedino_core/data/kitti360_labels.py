@@ -1,4 +1,4 @@
-"""KITTI-360 / Cityscapes label ids -> the 19 Cityscapes trainIds (2D semantic GT; spec §5.4 "2D label mapping", §6).
+"""KITTI-360 / Cityscapes label ids -> the 19 Cityscapes trainIds (the 2D semantic GT of training and 2D evaluation).
 
 KITTI-360's ``data_2d_semantics/.../semantic/*.png`` and Cityscapes' ``*_gtFine_labelIds.png`` store the same label
 ids 0..33 (KITTI-360 adds 34..44). The table follows ``kitti360scripts/helpers/labels.py`` as used by the reference's

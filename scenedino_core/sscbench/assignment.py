@@ -1,32 +1,26 @@
 """Cluster -> class assignment and Hungarian permutation chosen on a validation sequence (``--assign-on val``).
 
-The val pass records, per frame, a confusion of raw head ids (cluster ids of a k-means mode under an identity
-assignment, trainIds of a linear head) against the SSC labels. Summed over the val frames, it gives the cluster ->
-class assignment (Hungarian matching of clusters to SSC labels) and the 16-way Hungarian permutation of the
-``hungarian`` report; both are then applied unchanged to the test frames.
+The val pass (``evaluate.val_assignment``) records, per frame, a confusion of raw head ids (cluster ids of a k-means
+mode under an identity assignment, trainIds of a linear head) against the SSC labels. Summed over the val frames, it
+gives the cluster -> class assignment (Hungarian matching of clusters to SSC labels) and the 16-way Hungarian
+permutation of the ``hungarian`` report; both are then applied unchanged to the test frames. This module holds the
+pure parts: the head-id confusion, its SSC confusion under an assignment, the matching, and the temporary assignment
+of a model.
 """
 from __future__ import annotations
 
-import logging
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from .. import labels
+from ..metrics import hungarian_match
 from ..model import SceneDINO
 from ..semantics import KMEANS_MODES, PredictionMode
-from ..voxels import VoxelPrediction
+from ..voxels import SIGMA_THRESHOLD, VoxelPrediction
 from . import metrics as M
-from .dataset import SSCBenchKitti360, SSCBenchSample
-from .frame_cache import FrameCache, run_frames
-
-if TYPE_CHECKING:
-    from .evaluate import EvalOptions, Runtime
-
-logger = logging.getLogger(__name__)
 
 
 #: Extra rows of a head-id confusion: voxels predicted empty (grown σ below the cut-off), and voxels whose α
@@ -45,7 +39,7 @@ def representative_trainids() -> np.ndarray:
 
 
 def head_confusion(gt: np.ndarray, pred: VoxelPrediction, fov: np.ndarray, n_ids: int,
-                   sigma_cutoff: float = M.SIGMA_CUTOFF) -> np.ndarray:
+                   sigma_cutoff: float = SIGMA_THRESHOLD) -> np.ndarray:
     """(n_ids + 2, 16) int64 counts of raw head ids against mapped GT over the evaluated voxels of the full grid.
 
     ``gt``: (256, 256, 32) SSCBench ids; ``pred``: the voxel query with ``train_ids`` = raw head ids (cluster ids
@@ -95,10 +89,7 @@ def assign_clusters(conf_clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (label 0 if they never hit an evaluated voxel). Returns (cluster_label (K,), cluster_trainid (K,)), the
     trainId being the smallest trainId of that SSC label (``representative_trainids``).
     """
-    c = np.asarray(conf_clusters, dtype=np.float64)
-    rows, cols = linear_sum_assignment(c, maximize=True)
-    label = c.argmax(axis=1).astype(np.int64)
-    label[rows] = cols
+    label = hungarian_match(conf_clusters, unmatched="majority")
     return label, representative_trainids()[label]
 
 
@@ -120,55 +111,3 @@ def cluster_assignment(model: SceneDINO, mode: PredictionMode, assignment: np.nd
         yield
     finally:
         probe.assignment.copy_(old)
-
-
-def val_assignment(opts: EvalOptions, rt: Runtime, base_fp: dict[str, Any]) -> dict[str, Any]:
-    """Val pass: head-id confusions of the val frames -> cluster assignment (k-means) and Hungarian permutation."""
-    mode = opts.prediction_mode
-    val = SSCBenchKitti360(opts.sscbench, opts.val_voxel_gt or opts.voxel_gt, opts.val_sequence, opts.val_frames)
-    cache = FrameCache(opts.out / "frames" / "val" / val.sequence, {**base_fp, "stage": "val-head-confusion"})
-    kmeans = mode in KMEANS_MODES
-
-    def compute(sample: SSCBenchSample) -> dict[str, Any]:
-        model = rt.model
-        if kmeans:
-            n_ids = model.config.semantic.n_clusters
-            if n_ids > model.config.semantic.n_classes:
-                raise ValueError(f"--assign-on val needs n_clusters <= n_classes, got {n_ids} > "
-                                 f"{model.config.semantic.n_classes}")
-            with cluster_assignment(model, mode, np.arange(n_ids)):
-                pred = rt.predict(sample, val.calibration.K)
-        else:
-            n_ids = model.config.semantic.n_classes
-            pred = rt.predict(sample, val.calibration.K)
-        return {"head_confusion": head_confusion(sample.gt, pred, rt.fov, n_ids, opts.sigma_cutoff).tolist()}
-
-    results = run_frames(val, cache, compute, f"val {val.sequence}")
-    conf = sum(np.asarray(results[f]["payload"]["head_confusion"], dtype=np.int64) for f in val.frames)
-    n_ids = conf.shape[0] - 2
-    if kmeans:
-        cluster_label, assignment = assign_clusters(conf[:n_ids])
-        head_to_trainid = assignment
-    else:
-        cluster_label, assignment = None, None
-        head_to_trainid = np.arange(n_ids)
-    conf16 = ssc_confusion_from_heads(conf, head_to_trainid)
-    cols, order = M.hungarian_assignment(conf16)
-    logger.info("val %s (%d frames): cluster->trainId %s, SSC permutation %s", val.sequence, len(val),
-                None if assignment is None else assignment.tolist(), order.tolist())
-    return {"sequence": val.sequence, "frames": list(val.frames), "voxel_gt": str(opts.val_voxel_gt or opts.voxel_gt),
-            "cluster_to_ssc_label": None if cluster_label is None else cluster_label.tolist(),
-            "cluster_to_trainid": None if assignment is None else assignment.tolist(),
-            "ssc_confusion": conf16.tolist(), "linear_sum_assignment_cols": cols.tolist(),
-            "reassignment_argsort": order.tolist(), "calibration_source": val.calibration.source}
-
-
-def report_with_order(acc: M.SSCBenchAccumulator, cols: Sequence[int], order: Sequence[int]) -> dict[str, Any]:
-    """Like ``report_from_accumulator`` but the Hungarian permutation is given (derived elsewhere)."""
-    keys = sorted(acc.ranges, key=float)
-    order = np.asarray(order, dtype=np.int64)
-    direct = {k: M.range_metrics(acc.ranges[k]) for k in keys}
-    hungarian: dict[str, Any] = {k: M.range_metrics(acc.ranges[k], order) for k in keys}
-    hungarian["reassignment_argsort"] = order.tolist()
-    hungarian["linear_sum_assignment_cols"] = list(map(int, cols))
-    return {"direct": direct, "hungarian": hungarian}

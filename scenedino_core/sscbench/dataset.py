@@ -1,4 +1,4 @@
-"""SSCBench-KITTI-360 evaluation frames: input image, calibration and voxel GT of one sequence (spec §5.1, §5.8).
+"""SSCBench-KITTI-360 evaluation frames: input image, calibration and voxel GT of one sequence.
 
 Layout read::
 
@@ -49,44 +49,47 @@ CALIBRATION_RTOL = 1e-4
 class FrameCalibration:
     """Calibration used for the model input.
 
-    ``K``: (3, 3) float64 full-resolution intrinsics of image_00; ``image_size``: (width, height) of the
+    ``K``: (3, 3) float64 full-resolution intrinsics of image_00; ``image_size_wh``: (width, height) of the
     full-resolution image; ``cam_to_velo``: (4, 4) float64 (informational); ``source``: "files" or "builtin".
     """
 
     K: np.ndarray
-    image_size: tuple[int, int]
+    image_size_wh: tuple[int, int]
     cam_to_velo: np.ndarray
     source: str
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "K_full": self.K.tolist(), "image_size_wh": list(self.image_size),
+        return {"source": self.source, "K_full": self.K.tolist(), "image_size_wh": list(self.image_size_wh),
                 "cam_to_velo": self.cam_to_velo.tolist()}
 
 
 def builtin_calibration() -> FrameCalibration:
     """The hard-coded SSCBench-KITTI-360 calibration (``sscbench.grid`` constants)."""
-    return FrameCalibration(K=grid.intrinsics_full(), image_size=grid.IMAGE_SIZE, cam_to_velo=grid.cam_to_velo_matrix(),
-                            source="builtin")
+    return FrameCalibration(K=grid.intrinsics_full(), image_size_wh=grid.IMAGE_SIZE_WH,
+                            cam_to_velo=grid.cam_to_velo_matrix(), source="builtin")
 
 
 def load_calibration(root: str | Path) -> FrameCalibration:
     """Calibration of ``<root>/calibration`` (see module doc); hard-coded constants only if that folder is absent."""
     folder = Path(root) / "calibration"
     if not folder.is_dir():
+        K = grid.intrinsics_full()
         logger.warning("%s not found: using the hard-coded SSCBench-KITTI-360 calibration (K fx=fy=%.6f, cx=%.6f, "
-                       "cy=%.6f, %dx%d)", folder, grid.FX, grid.CX, grid.CY, *grid.IMAGE_SIZE)
+                       "cy=%.6f, %dx%d)", folder, K[0, 0], K[0, 2], K[1, 2], *grid.IMAGE_SIZE_WH)
         return builtin_calibration()
     calib = sio.read_sscbench_calibration(root)
     builtin = builtin_calibration()
-    if not np.allclose(calib.K, builtin.K, rtol=CALIBRATION_RTOL, atol=0) or calib.image_size != builtin.image_size:
+    if (not np.allclose(calib.K, builtin.K, rtol=CALIBRATION_RTOL, atol=0)
+            or calib.image_size_wh != builtin.image_size_wh):
         logger.warning("%s: K %s / size %s differ from the SSCBench constants %s / %s; the model input uses the "
                        "file's values, the voxel grid and FOV mask keep the SSCBench constants",
-                       folder / "perspective.txt", calib.K.tolist(), calib.image_size, builtin.K.tolist(),
-                       builtin.image_size)
+                       folder / "perspective.txt", calib.K.tolist(), calib.image_size_wh, builtin.K.tolist(),
+                       builtin.image_size_wh)
     if not np.allclose(calib.cam_to_velo, builtin.cam_to_velo, rtol=0, atol=1e-6):
         logger.warning("%s differs from the hard-coded SSCBench cam->velo matrix; like the reference, the voxel grid "
                        "uses the hard-coded matrix", folder / "calib_cam_to_velo.txt")
-    return FrameCalibration(K=calib.K, image_size=calib.image_size, cam_to_velo=calib.cam_to_velo, source="files")
+    return FrameCalibration(K=calib.K, image_size_wh=calib.image_size_wh, cam_to_velo=calib.cam_to_velo,
+                            source="files")
 
 
 def model_input(rgb: np.ndarray, K_full: np.ndarray, model_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,7 +185,7 @@ class SSCBenchKitti360:
         """Read the image and the GT of one frame; errors name the file that is missing, corrupt or mis-sized."""
         path = self.image_path(frame)
         rgb = images.read_rgb(path)
-        w, h = self.calibration.image_size
+        w, h = self.calibration.image_size_wh
         if rgb.shape[:2] != (h, w):
             raise ValueError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, the calibration says {w}x{h}")
         gt = sio.read_voxel_gt(self.gt_path(frame))

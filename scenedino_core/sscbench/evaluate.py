@@ -1,4 +1,4 @@
-"""SSCBench-KITTI-360 semantic scene completion evaluation (spec §5): ``evaluate_sscbench(EvalOptions(...))``.
+"""SSCBench-KITTI-360 semantic scene completion evaluation: ``evaluate_sscbench(EvalOptions(...))``.
 
 Per frame: read the 1408x376 image, resize it whole to the model input, encode, query the SSCBench grid with
 ``voxels.predict_voxels`` (THE voxel query), and accumulate counts with ``sscbench.metrics.accumulate_frame``.
@@ -14,7 +14,7 @@ Protocol choices (also written into results.md / results.json):
 * ``assign_on="val"``: both choices are made on the validation sequence (default 0006) instead: k-means modes get a
   cluster -> class assignment by Hungarian matching of clusters to SSC labels on the val frames, and the
   ``hungarian`` report's permutation is computed on the val frames; test labels then never influence a choice
-  (``assignment``).
+  (``val_assignment``, with the pure parts in ``assignment``).
 
 Why trainId 255 -> 0 before ``accumulate_frame`` is exact: ``predict_voxels`` leaves trainId 255 only where it did
 not compute semantics, i.e. (a) outside the FOV mask, which the metrics never evaluate (evaluated voxels are
@@ -42,10 +42,10 @@ from ..checkpoint import load_model
 from ..files import file_sha256
 from ..model import DEFAULT_CHUNK, SceneDINO
 from ..semantics import KMEANS_MODES, PredictionMode
-from ..voxels import VoxelPrediction, predict_voxels
+from ..voxels import SIGMA_THRESHOLD, VoxelPrediction, predict_voxels
 from . import grid
 from . import metrics as M
-from .assignment import cluster_assignment, report_with_order, val_assignment
+from .assignment import assign_clusters, cluster_assignment, head_confusion, ssc_confusion_from_heads
 from .dataset import SSCBenchKitti360, SSCBenchSample, model_input
 from .frame_cache import FrameCache, run_frames
 from .report_files import write_outputs
@@ -79,7 +79,7 @@ class EvalOptions:
     fast_sweep: bool = False
     chunk_size: int = DEFAULT_CHUNK
     name: str | None = None
-    sigma_cutoff: float = M.SIGMA_CUTOFF
+    sigma_cutoff: float = SIGMA_THRESHOLD
 
     def __post_init__(self) -> None:
         for name in ("sscbench", "voxel_gt", "checkpoint", "out", "val_voxel_gt", "config"):
@@ -199,7 +199,7 @@ def evaluate_sscbench(opts: EvalOptions) -> dict[str, Any]:
     if val_info is None:
         report = M.report_from_accumulator(acc)
     else:
-        report = report_with_order(acc, val_info["linear_sum_assignment_cols"], val_info["reassignment_argsort"])
+        report = M.report_from_accumulator(acc, order=val_info["reassignment_argsort"])
         extra["hungarian_on_test"] = M.report_from_accumulator(acc)["hungarian"]
     frame_seconds = [float(results[f]["seconds"]) for f in test.frames]
     model_loaded = "model" in rt.__dict__
@@ -233,6 +233,47 @@ def evaluate_sscbench(opts: EvalOptions) -> dict[str, Any]:
     }
     write_outputs(opts.out, summary)
     return summary
+
+
+def val_assignment(opts: EvalOptions, rt: Runtime, base_fp: dict[str, Any]) -> dict[str, Any]:
+    """Val pass: head-id confusions of the val frames -> cluster assignment (k-means) and Hungarian permutation."""
+    mode = opts.prediction_mode
+    val = SSCBenchKitti360(opts.sscbench, opts.val_voxel_gt or opts.voxel_gt, opts.val_sequence, opts.val_frames)
+    cache = FrameCache(opts.out / "frames" / "val" / val.sequence, {**base_fp, "stage": "val-head-confusion"})
+    kmeans = mode in KMEANS_MODES
+
+    def compute(sample: SSCBenchSample) -> dict[str, Any]:
+        model = rt.model
+        if kmeans:
+            n_ids = model.config.semantic.n_clusters
+            if n_ids > model.config.semantic.n_classes:
+                raise ValueError(f"--assign-on val needs n_clusters <= n_classes, got {n_ids} > "
+                                 f"{model.config.semantic.n_classes}")
+            with cluster_assignment(model, mode, np.arange(n_ids)):
+                pred = rt.predict(sample, val.calibration.K)
+        else:
+            n_ids = model.config.semantic.n_classes
+            pred = rt.predict(sample, val.calibration.K)
+        return {"head_confusion": head_confusion(sample.gt, pred, rt.fov, n_ids, opts.sigma_cutoff).tolist()}
+
+    results = run_frames(val, cache, compute, f"val {val.sequence}")
+    conf = sum(np.asarray(results[f]["payload"]["head_confusion"], dtype=np.int64) for f in val.frames)
+    n_ids = conf.shape[0] - 2
+    if kmeans:
+        cluster_label, assignment = assign_clusters(conf[:n_ids])
+        head_to_trainid = assignment
+    else:
+        cluster_label, assignment = None, None
+        head_to_trainid = np.arange(n_ids)
+    conf16 = ssc_confusion_from_heads(conf, head_to_trainid)
+    cols, order = M.hungarian_assignment(conf16)
+    logger.info("val %s (%d frames): cluster->trainId %s, SSC permutation %s", val.sequence, len(val),
+                None if assignment is None else assignment.tolist(), order.tolist())
+    return {"sequence": val.sequence, "frames": list(val.frames), "voxel_gt": str(opts.val_voxel_gt or opts.voxel_gt),
+            "cluster_to_ssc_label": None if cluster_label is None else cluster_label.tolist(),
+            "cluster_to_trainid": None if assignment is None else assignment.tolist(),
+            "ssc_confusion": conf16.tolist(), "linear_sum_assignment_cols": cols.tolist(),
+            "reassignment_argsort": order.tolist(), "calibration_source": val.calibration.source}
 
 
 def protocol(opts: EvalOptions, test: SSCBenchKitti360, val_info: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,13 +1,13 @@
 """SSCBench-KITTI-360 voxel grid: the one place for its constants, voxel centres and the camera FOV mask.
 
-Conventions (spec §5.2):
+Conventions (the reference evaluation's):
 
 * the grid lives in the Velodyne frame, origin (0, -25.6, -2) m = corner of voxel (0, 0, 0);
 * index order [x forward, y left (index 0 = y -25.6 m), z up], 256 x 256 x 32 voxels of 0.2 m;
 * queries are made at voxel *centres* (corner + 0.5 voxel);
 * velo -> camera is the inverse of the hard-coded KITTI-360 ``calib_cam_to_velo`` (unrectified cam00 -> velo);
   the rectification rotation is ignored, as in the reference;
-* the FOV mask uses the full-resolution 1408 x 376 intrinsics.
+* the FOV mask uses the full-resolution 1408 x 376 intrinsics of KITTI-360 camera 00 (``data.kitti360_calib``).
 
 Numerics (checked bit-exactly against the reference fixture ``upstream_v1/expected.npz``):
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import voxels
+from ..data.kitti360_calib import CAM00_SIZE_HW, cam00_intrinsics
 from ..voxels import VoxelGrid
 
 #: Voxel edge length (m).
@@ -32,20 +33,16 @@ GRID_DIMS: tuple[int, int, int] = (256, 256, 32)
 #: Velodyne-frame coordinates (m) of the outer corner of voxel (0, 0, 0).
 GRID_ORIGIN_VELO: tuple[float, float, float] = (0.0, -25.6, -2.0)
 
-#: Hard-coded KITTI-360 ``calib_cam_to_velo`` (cam00, unrectified -> Velodyne), 3x4 row-major (spec §5.2).
+#: Hard-coded KITTI-360 ``calib_cam_to_velo`` (cam00, unrectified -> Velodyne), 3x4 row-major, as the reference
+#: evaluation hard-codes it (the voxel GT was made in this frame).
 CAM_TO_VELO_3X4: tuple[float, ...] = (
     0.04307104361, -0.08829286498, 0.995162929, 0.8043914418,
     -0.999004371, 0.007784614041, 0.04392796942, 0.2993489574,
     -0.01162548558, -0.9960641394, -0.08786966659, -0.1770225824,
 )
 
-#: Full-resolution perspective intrinsics of image_00 (rectified, 1408 x 376).
-FX: float = 552.554261
-FY: float = 552.554261
-CX: float = 682.049453
-CY: float = 238.769549
-#: Full-resolution image size as (width, height).
-IMAGE_SIZE: tuple[int, int] = (1408, 376)
+#: Full-resolution image size of image_00 as (width, height) (KITTI-360 camera 00).
+IMAGE_SIZE_WH: tuple[int, int] = (CAM00_SIZE_HW[1], CAM00_SIZE_HW[0])
 
 
 #: The SSCBench-KITTI-360 grid.
@@ -69,8 +66,8 @@ def velo_to_cam_matrix(cam_to_velo: np.ndarray | None = None) -> np.ndarray:
 
 
 def intrinsics_full() -> np.ndarray:
-    """(3, 3) float64 full-resolution K of the SSCBench evaluation (1408 x 376)."""
-    return np.array([[FX, 0.0, CX], [0.0, FY, CY], [0.0, 0.0, 1.0]], dtype=np.float64)
+    """(3, 3) float64 full-resolution K of the SSCBench evaluation (KITTI-360 camera 00, 1408 x 376)."""
+    return cam00_intrinsics()
 
 
 def _as_4x4(m: np.ndarray, name: str) -> np.ndarray:
@@ -98,12 +95,12 @@ def voxel_centers_camera(grid: VoxelGrid = SSCBENCH_GRID, cam_from_velo: np.ndar
 def fov_mask(
     grid: VoxelGrid = SSCBENCH_GRID,
     K: np.ndarray | None = None,
-    image_size: tuple[int, int] = IMAGE_SIZE,
+    image_size_wh: tuple[int, int] = IMAGE_SIZE_WH,
     cam_from_velo: np.ndarray | None = None,
 ) -> np.ndarray:
     """(X, Y, Z) bool mask of voxels whose centre projects into the image.
 
-    ``K``: (3, 3) intrinsics (default: full-resolution SSCBench K); ``image_size`` = (width, height);
+    ``K``: (3, 3) intrinsics (default: full-resolution SSCBench K); ``image_size_wh`` = (width, height);
     ``cam_from_velo``: (4, 4) or (3, 4) Velodyne -> camera transform (default: hard-coded SSCBench one).
     A voxel is inside iff its camera-frame centre has z > 0 and the rounded pixel (u, v) satisfies
     0 <= u < width and 0 <= v < height.
@@ -111,9 +108,9 @@ def fov_mask(
     K = intrinsics_full() if K is None else np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3):
         raise ValueError(f"K must be (3, 3), got shape {K.shape}")
-    if len(image_size) != 2 or min(image_size) <= 0:
-        raise ValueError(f"image_size must be (width, height) > 0, got {image_size}")
-    width, height = int(image_size[0]), int(image_size[1])
+    if len(image_size_wh) != 2 or min(image_size_wh) <= 0:
+        raise ValueError(f"image_size_wh must be (width, height) > 0, got {image_size_wh}")
+    width, height = int(image_size_wh[0]), int(image_size_wh[1])
     m = velo_to_cam_matrix() if cam_from_velo is None else _as_4x4(cam_from_velo, "cam_from_velo")
     p = voxels.transform_points_f64(voxels.voxel_centers(grid), m)
     x, y, z = p[..., 0], p[..., 1], p[..., 2]

@@ -1,4 +1,4 @@
-"""Readers for the SSCBench-KITTI-360 on-disk formats (spec §5.8).
+"""Readers for the SSCBench-KITTI-360 on-disk formats (as released by SSCBench and S4C).
 
 Layouts::
 
@@ -27,6 +27,7 @@ import numpy as np
 
 from scenedino_core import labels
 from scenedino_core.data.kitti360_calib import read_cam_to_velo, read_perspective
+from scenedino_core.files import require_file
 from scenedino_core.sscbench.grid import GRID_DIMS
 
 #: Largest valid SSCBench GT id (19 is an unused class the evaluation maps to empty).
@@ -72,16 +73,9 @@ def list_voxel_gt_frames(vgt_root: str | Path, seq: int | str) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------------ readers
-def _require_file(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
-    return path
-
-
 def read_voxel_gt(path: str | Path, dims: tuple[int, int, int] = GRID_DIMS) -> np.ndarray:
     """Read an S4C voxel GT ``.npy``: (256, 256, 32) float32 (or integer) ids 0..19 / 255 -> uint8 array."""
-    path = _require_file(path)
+    path = require_file(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as e:
@@ -100,7 +94,7 @@ def read_voxel_gt(path: str | Path, dims: tuple[int, int, int] = GRID_DIMS) -> n
 
 
 def _read_flat(path: str | Path, dtype: np.dtype, count: int, what: str) -> np.ndarray:
-    path = _require_file(path)
+    path = require_file(path)
     size = path.stat().st_size
     itemsize = np.dtype(dtype).itemsize
     if size != count * itemsize:
@@ -113,8 +107,8 @@ def _read_flat(path: str | Path, dtype: np.dtype, count: int, what: str) -> np.n
 def read_label_raw(path: str | Path, dims: tuple[int, int, int] = GRID_DIMS) -> np.ndarray:
     """Read an SSCBench ``.label``: little-endian uint16 raw SemanticKITTI-style ids -> (256, 256, 32) uint16.
 
-    The raw ids (10 car, 40 road, ...) are *not* the 0..19 evaluation ids: the spec does not list the
-    ``learning_map`` of ``kitti_360_preprocess.yaml``, so remap with ``remap_labels(raw, learning_map)``.
+    The raw ids (10 car, 40 road, ...) are *not* the 0..19 evaluation ids; this package does not ship SSCBench's
+    ``learning_map`` (``kitti_360_preprocess.yaml``), so remap with ``remap_labels(raw, learning_map)``.
     """
     return _read_flat(path, np.dtype("<u2"), int(np.prod(dims)), "a .label file").reshape(dims)
 
@@ -189,10 +183,10 @@ def read_invalid(path: str | Path, dims: tuple[int, int, int] = GRID_DIMS) -> np
 # ------------------------------------------------------------------------------------------- calibration
 @dataclass(frozen=True)
 class SSCBenchCalibration:
-    """``K``: (3, 3) float64 of image_00; ``image_size``: (width, height); ``cam_to_velo``: (4, 4) float64."""
+    """``K``: (3, 3) float64 of image_00; ``image_size_wh``: (width, height); ``cam_to_velo``: (4, 4) float64."""
 
     K: np.ndarray
-    image_size: tuple[int, int]
+    image_size_wh: tuple[int, int]
     cam_to_velo: np.ndarray
 
     @property
@@ -205,5 +199,5 @@ def read_sscbench_calibration(root: str | Path) -> SSCBenchCalibration:
     calib = Path(root) / "calibration"
     persp = read_perspective(calib / "perspective.txt")
     return SSCBenchCalibration(
-        K=persp.K, image_size=persp.image_size, cam_to_velo=read_cam_to_velo(calib / "calib_cam_to_velo.txt")
+        K=persp.K, image_size_wh=persp.image_size_wh, cam_to_velo=read_cam_to_velo(calib / "calib_cam_to_velo.txt")
     )

@@ -1,4 +1,4 @@
-"""SSCBench-KITTI-360 metrics (spec §5.4-5.7), pure numpy.
+"""SSCBench-KITTI-360 metrics: voxel counts per frame, summed over frames, then geometry and semantic reports.
 
 Pipeline per frame (same order as the reference evaluation):
 
@@ -11,6 +11,11 @@ Pipeline per frame (same order as the reference evaluation):
    16x16 confusion (rows GT, cols prediction, label 0 included);
 7. counts are summed over frames (no per-frame averaging).
 
+Geometry: IoU, precision and recall of "occupied" (label > 0). Semantics: per-class IoU of labels 1..15 from the
+summed confusion, mIoU = their mean with classes absent from GT and prediction counted as 0, and a weighted mIoU
+(``labels.SSC_CLASS_WEIGHTS``). The ``hungarian`` report re-labels the GT rows with a 16-way Hungarian matching of
+the 51.2 m confusion (``scenedino_core.metrics``), applied to every range.
+
 Typical use by an evaluation loop::
 
     total = SSCBenchAccumulator.empty()
@@ -18,7 +23,7 @@ Typical use by an evaluation loop::
         acc = accumulate_frame(gt, pred_trainid, sigma_grown, fov)   # cache json.dumps(acc.to_dict())
         total.add(acc)
     report = report_from_accumulator(total)
-    text = results_markdown(report, name="run")
+    text = sscbench.report_files.results_markdown(report, name="run")
 """
 from __future__ import annotations
 
@@ -27,17 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from scenedino_core import labels
+from scenedino_core.metrics import hungarian_match, iou_per_class, mean_iou
 from scenedino_core.sscbench.grid import GRID_DIMS, VOXEL_SIZE
+from scenedino_core.voxels import SIGMA_THRESHOLD
 
 logger = logging.getLogger(__name__)
 
 #: Evaluation ranges (m): lateral/forward extent of the crop.
 SIZES_M: tuple[float, ...] = (12.8, 25.6, 51.2)
-#: Default density cut-off: voxels with grown σ below it are predicted empty.
-SIGMA_CUTOFF: float = 0.2
 #: Additional invalids only affect voxels with z index below this.
 ADDITIONAL_INVALID_Z_LIMIT: int = 7
 #: σ thresholds of the reference's precision/recall trade-off plot.
@@ -67,7 +71,7 @@ def _check_frame(name: str, arr: np.ndarray, allow_stack: bool = False) -> np.nd
 
 
 def additional_invalid_mask(gt_ssc: np.ndarray, z_limit: int = ADDITIONAL_INVALID_Z_LIMIT) -> np.ndarray:
-    """Bool mask of the "additional invalids" of mapped GT (spec §5.5).
+    """Bool mask of the "additional invalids" of mapped GT (the reference evaluation's ground-level rule).
 
     ``gt_ssc``: (..., X, Y, Z) SSC labels (0..15, 255). A voxel is marked iff its label is 0, its z index is
     < ``z_limit``, and no voxel strictly below it in the same (x, y) column has a label other than 0 and 255.
@@ -99,7 +103,8 @@ def range_slices(
     """(x, y) slices of the range crop: n = size / voxel; x in [0, n), y in [Y/2 - n/2, Y/2 + n/2)."""
     n = int(round(float(size_m) / voxel_size))
     if n <= 0 or n > dims[0] or n > dims[1] or n % 2:
-        raise ValueError(f"range {size_m} m gives {n} voxels, which does not fit grid {dims} (need even n <= {dims[:2]})")
+        raise ValueError(f"range {size_m} m gives {n} voxels, which does not fit grid {dims} "
+                         f"(need even n <= {dims[:2]})")
     y0 = dims[1] // 2 - n // 2
     return slice(0, n), slice(y0, y0 + n)
 
@@ -286,7 +291,8 @@ def map_frame(
     return gt_ssc, pred_ssc, n_inv
 
 
-def apply_sigma_cutoff(pred_ssc: np.ndarray, sigma_grown: np.ndarray, sigma_cutoff: float = SIGMA_CUTOFF) -> np.ndarray:
+def apply_sigma_cutoff(pred_ssc: np.ndarray, sigma_grown: np.ndarray,
+                       sigma_cutoff: float = SIGMA_THRESHOLD) -> np.ndarray:
     """Copy of ``pred_ssc`` with label 0 where σ < cut-off (the cut-off is cast to σ's float dtype first)."""
     sigma = np.asarray(sigma_grown)
     if sigma.shape != np.shape(pred_ssc):
@@ -313,7 +319,8 @@ def range_counts(gt_ssc: np.ndarray, pred_ssc: np.ndarray, fov: np.ndarray) -> R
     g = gt_ssc[evaluated].astype(np.intp)
     p = pred_ssc[evaluated].astype(np.intp)
     if g.size and (g.max() >= NUM_LABELS or p.max() >= NUM_LABELS or p.min() < 0):
-        raise ValueError(f"labels must lie in [0, {NUM_LABELS - 1}], got gt max {g.max()}, pred range [{p.min()}, {p.max()}]")
+        raise ValueError(f"labels must lie in [0, {NUM_LABELS - 1}], got gt max {g.max()}, "
+                         f"pred range [{p.min()}, {p.max()}]")
     conf = np.bincount(g * NUM_LABELS + p, minlength=NUM_LABELS * NUM_LABELS).reshape(NUM_LABELS, NUM_LABELS)
     conf = conf.astype(np.int64)
     # occupied = label > 0 for both, so geometry follows from the confusion's blocks
@@ -370,7 +377,7 @@ def accumulate_frame(
     pred_trainid: np.ndarray,
     sigma_grown: np.ndarray,
     fov_mask: np.ndarray,
-    sigma_cutoff: float = SIGMA_CUTOFF,
+    sigma_cutoff: float = SIGMA_THRESHOLD,
     sizes: Sequence[float] = SIZES_M,
     use_additional_invalids: bool = True,
     sweep_thresholds: Sequence[float] = SIGMA_SWEEP_VALUES,
@@ -402,15 +409,13 @@ def accumulate_frames(
     pred_trainid: np.ndarray,
     sigma_grown: np.ndarray,
     fov_mask: np.ndarray,
-    sigma_cutoff: float = SIGMA_CUTOFF,
-    sizes: Sequence[float] = SIZES_M,
-    use_additional_invalids: bool = True,
-    sweep_thresholds: Sequence[float] = SIGMA_SWEEP_VALUES,
+    **options: Any,
 ) -> SSCBenchAccumulator:
     """Sum of ``accumulate_frame`` over a frame or a stack.
 
     ``gt``, ``pred_trainid``, ``sigma_grown``: (256, 256, 32) or (F, 256, 256, 32), all the same shape;
-    ``fov_mask``: (256, 256, 32) shared by all frames, or (F, 256, 256, 32) per frame.
+    ``fov_mask``: (256, 256, 32) shared by all frames, or (F, 256, 256, 32) per frame; ``options``: the keyword
+    options of ``accumulate_frame`` (``sigma_cutoff``, ``sizes``, ``use_additional_invalids``, ``sweep_thresholds``).
     """
     gt = _check_frame("gt", gt, allow_stack=True)
     pred_trainid = _check_frame("pred_trainid", pred_trainid, allow_stack=True)
@@ -422,13 +427,10 @@ def accumulate_frames(
         gt, pred_trainid, sigma = gt[None], pred_trainid[None], sigma[None]
     if fov.ndim == 4 and fov.shape[0] != gt.shape[0]:
         raise ValueError(f"per-frame fov_mask has {fov.shape[0]} frames, predictions have {gt.shape[0]}")
-    total = SSCBenchAccumulator.empty(sizes, sweep_thresholds)
+    total = SSCBenchAccumulator.empty(**{k: options[k] for k in ("sizes", "sweep_thresholds") if k in options})
     for f in range(gt.shape[0]):
         fov_f = fov[f] if fov.ndim == 4 else fov
-        total.add(
-            accumulate_frame(gt[f], pred_trainid[f], sigma[f], fov_f, sigma_cutoff, sizes,
-                             use_additional_invalids, sweep_thresholds)
-        )
+        total.add(accumulate_frame(gt[f], pred_trainid[f], sigma[f], fov_f, **options))
     return total
 
 
@@ -440,17 +442,15 @@ def _ratio(num: int, den: int) -> float | None:
 def hungarian_assignment(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hungarian matching of a square confusion (rows GT, cols prediction), maximising matched counts.
 
-    Returns (cols, row_order): ``cols[r]`` = predicted label matched to GT row r (``linear_sum_assignment``
-    with ``maximize=True``, label 0 included); ``row_order = argsort(cols)``, the row permutation the reference
-    applies (``confusion[row_order]`` has the GT label matched to prediction k in row k).
+    Returns (cols, row_order): ``cols[r]`` = predicted label matched to GT row r (label 0 included);
+    ``row_order = argsort(cols)``, the row permutation the reference applies (``confusion[row_order]`` has the GT
+    label matched to prediction k in row k).
     """
-    c = np.asarray(confusion, dtype=np.float64)
+    c = np.asarray(confusion)
     if c.ndim != 2 or c.shape[0] != c.shape[1]:
         raise ValueError(f"confusion must be square, got shape {c.shape}")
-    rows, cols = linear_sum_assignment(c, maximize=True)
-    if not np.array_equal(rows, np.arange(c.shape[0])):  # pragma: no cover - scipy returns sorted rows
-        raise RuntimeError(f"unexpected row indices from linear_sum_assignment: {rows}")
-    return cols.astype(np.int64), np.argsort(cols).astype(np.int64)
+    cols = hungarian_match(c)
+    return cols, np.argsort(cols).astype(np.int64)
 
 
 def range_metrics(
@@ -462,17 +462,13 @@ def range_metrics(
     Per-class IoU of labels 1..15 = C[k,k] / (col_k + row_k - C[k,k]); 0/0 -> None, counted as 0 in the means.
     Geometry ratios with a zero denominator are None.
     """
-    c = counts.confusion.astype(np.float64)
+    c = counts.confusion
     if row_order is not None:
         row_order = np.asarray(row_order)
         if sorted(row_order.tolist()) != list(range(NUM_LABELS)):
             raise ValueError(f"row_order must be a permutation of 0..{NUM_LABELS - 1}, got {row_order.tolist()}")
         c = c[row_order, :]
-    diag = np.diag(c)
-    denom = c.sum(0) + c.sum(1) - diag
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_class = diag[1:] / denom[1:]
-    per_class_0 = np.nan_to_num(per_class)
+    per_class = iou_per_class(c)[1:]  # square: the orientation does not matter
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (NUM_LABELS - 1,):
         raise ValueError(f"weights must have {NUM_LABELS - 1} entries (labels 1..15), got shape {w.shape}")
@@ -481,27 +477,35 @@ def range_metrics(
         "iou": _ratio(tp, tp + fp + fn),
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, tp + fn),
-        "miou": float(np.mean(per_class_0)),
-        "weighted_miou": float(np.sum(w * per_class_0) / np.sum(w)),
+        "miou": mean_iou(per_class, "zero"),
+        "weighted_miou": mean_iou(per_class, "zero", w),
         "per_class_iou": {
-            name: (None if denom[k + 1] == 0 else float(per_class[k])) for k, name in enumerate(CLASS_NAMES)
+            name: (None if np.isnan(per_class[k]) else float(per_class[k])) for k, name in enumerate(CLASS_NAMES)
         },
     }
 
 
-def report_from_accumulator(acc: SSCBenchAccumulator) -> dict[str, Any]:
+def report_from_accumulator(acc: SSCBenchAccumulator, order: Sequence[int] | None = None) -> dict[str, Any]:
     """{"direct"|"hungarian": {"12.8"|"25.6"|"51.2": metrics}} from summed counts.
 
-    The Hungarian matching is computed on the largest range's confusion (51.2 m) and applied to every range;
-    the "hungarian" entry also carries ``linear_sum_assignment_cols`` and ``reassignment_argsort``.
+    The Hungarian matching is computed on the largest range's confusion (51.2 m) and applied to every range, unless
+    ``order`` gives the GT row permutation (``hungarian_assignment``'s ``row_order``, chosen elsewhere, e.g. on a
+    validation sequence). The "hungarian" entry also carries ``linear_sum_assignment_cols`` (the inverse
+    permutation) and ``reassignment_argsort`` (= ``order``).
     """
     if not acc.ranges:
         raise ValueError("accumulator has no ranges")
-    keys = sorted(acc.ranges, key=float)
-    cols, order = hungarian_assignment(acc.ranges[keys[-1]].confusion)
+    keys = range_keys(acc.ranges)
+    if order is None:
+        cols, row_order = hungarian_assignment(acc.ranges[keys[-1]].confusion)
+    else:
+        row_order = np.asarray(order, dtype=np.int64)
+        if sorted(row_order.tolist()) != list(range(NUM_LABELS)):
+            raise ValueError(f"order must be a permutation of 0..{NUM_LABELS - 1}, got {row_order.tolist()}")
+        cols = np.argsort(row_order)
     direct = {k: range_metrics(acc.ranges[k]) for k in keys}
-    hungarian: dict[str, Any] = {k: range_metrics(acc.ranges[k], order) for k in keys}
-    hungarian["reassignment_argsort"] = order.tolist()
+    hungarian: dict[str, Any] = {k: range_metrics(acc.ranges[k], row_order) for k in keys}
+    hungarian["reassignment_argsort"] = row_order.tolist()
     hungarian["linear_sum_assignment_cols"] = cols.tolist()
     return {"direct": direct, "hungarian": hungarian}
 
@@ -511,7 +515,7 @@ def sscbench_report(
     pred_trainid: np.ndarray,
     sigma_grown: np.ndarray,
     fov_mask: np.ndarray,
-    sigma_cutoff: float = SIGMA_CUTOFF,
+    sigma_cutoff: float = SIGMA_THRESHOLD,
 ) -> dict[str, Any]:
     """SSCBench-KITTI-360 report of one frame or a stack of frames (counts summed over frames).
 
@@ -521,7 +525,7 @@ def sscbench_report(
     Returns {"direct"|"hungarian": {"12.8"|"25.6"|"51.2": {iou, precision, recall, miou, weighted_miou,
     per_class_iou}}} (see ``report_from_accumulator``).
     """
-    acc = accumulate_frames(gt, pred_trainid, sigma_grown, fov_mask, sigma_cutoff)
+    acc = accumulate_frames(gt, pred_trainid, sigma_grown, fov_mask, sigma_cutoff=sigma_cutoff)
     logger.debug("sscbench_report: %d frame(s), %d additional invalids", acc.n_frames, acc.additional_invalids)
     return report_from_accumulator(acc)
 
@@ -556,70 +560,26 @@ def sigma_sweep(
     return sweep_metrics(acc.sweep_counts, acc.sweep_thresholds)
 
 
-# ----------------------------------------------------------------------------------------------- markdown
-_ROW_W = 13
-
-
-def _fmt_pct(v: float | None) -> str:
-    # the reference keeps its table in float32 and prints v * 100 with 5.2f; mirror that for identical digits
-    if v is None:
-        return f"{float('nan'):5.2f}"
-    return f"{np.float32(v) * np.float32(100):5.2f}"
-
-
-def results_markdown(report: dict[str, Any], name: str = "scenedino", include_weighted_row: bool = True) -> str:
-    """Markdown tables of a report in the reference's ``results.md`` style, one per mode.
-
-    Rows: IoU, Precision, Recall, mIoU, weighted mIoU (unless ``include_weighted_row`` is False, which gives the
-    reference's exact layout), then the 15 classes; columns are the ranges. Percentages with 2 decimals. Below
-    each table: (Hungarian) the reassignment, then mean and weighted mean IoU of the largest range.
-    """
-    out = ""
-    for mode in MODES:
-        if mode not in report:
-            continue
-        rep = report[mode]
-        keys = sorted((k for k in rep if _is_size_key(k)), key=float)
-        if not keys:
-            raise ValueError(f"report['{mode}'] has no range entries, got keys {sorted(rep)}")
-        sep = "|" + "-" * (_ROW_W + 2) + "|" + "|".join("-------" for _ in keys) + "|\n"
-        rows: list[tuple[str, list[float | None]]] = [
-            ("IoU", [rep[k]["iou"] for k in keys]),
-            ("Precision", [rep[k]["precision"] for k in keys]),
-            ("Recall", [rep[k]["recall"] for k in keys]),
-            ("mIoU", [rep[k]["miou"] for k in keys]),
-        ]
-        if include_weighted_row:
-            rows.append(("weighted mIoU", [rep[k]["weighted_miou"] for k in keys]))
-        rows += [(c, [rep[k]["per_class_iou"][c] for k in keys]) for c in CLASS_NAMES]
-        out += f"\n# Benchmark Results for '{name}' / Mode: {mode}\n"
-        out += "\n| " + " " * _ROW_W + " | " + " | ".join(f"{float(k):.1f}m" for k in keys) + " |\n"
-        out += sep
-        for i, (label, vals) in enumerate(rows):
-            out += f"| {label:<{_ROW_W}} | " + " | ".join(_fmt_pct(v) for v in vals) + " |\n"
-            if i == 2:
-                out += sep
-        out += "\n"
-        if mode == "hungarian" and "reassignment_argsort" in rep:
-            out += f"Reassignment: {np.asarray(rep['reassignment_argsort'], dtype=np.int64)}\n"
-        last = rep[keys[-1]]
-        out += f"Mean IoU: {last['miou'] * 100:.2f}\n"
-        out += f"Weighted Mean IoU: {last['weighted_miou'] * 100:.2f}\n\n"
-    return out
-
-
-def _is_size_key(k: str) -> bool:
+# ------------------------------------------------------------------------------------------------ reports
+def is_size_key(key: Any) -> bool:
+    """True for the range entries of a report or accumulator ("12.8", ...), False for the other keys."""
     try:
-        float(k)
+        float(key)
     except (TypeError, ValueError):
         return False
     return True
 
 
+def range_keys(entries: Any) -> list[str]:
+    """The range keys ("12.8", "25.6", ...) among the keys of a report mode or ``SSCBenchAccumulator.ranges``,
+    nearest first."""
+    return sorted((k for k in entries if is_size_key(k)), key=float)
+
+
 __all__ = [
-    "SIZES_M", "SIGMA_CUTOFF", "SIGMA_SWEEP_VALUES", "ADDITIONAL_INVALID_Z_LIMIT", "CLASS_NAMES", "MODES",
+    "SIZES_M", "SIGMA_SWEEP_VALUES", "ADDITIONAL_INVALID_Z_LIMIT", "CLASS_NAMES", "MODES",
     "RangeCounts", "SSCBenchAccumulator", "size_key", "additional_invalid_mask", "additional_invalids",
     "range_slices", "crop_range", "map_frame", "apply_sigma_cutoff", "range_counts", "sweep_counts",
     "accumulate_frame", "accumulate_frames", "hungarian_assignment", "range_metrics", "report_from_accumulator",
-    "sscbench_report", "sweep_metrics", "sigma_sweep", "results_markdown",
+    "sscbench_report", "sweep_metrics", "sigma_sweep", "is_size_key", "range_keys",
 ]

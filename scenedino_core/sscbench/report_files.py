@@ -1,4 +1,5 @@
-"""The files an SSCBench evaluation writes from its summary: results.json, results.md and two PNG plots."""
+"""The files an SSCBench evaluation writes from its summary: results.json, results.md and two PNG plots, and the
+reference's ``results.md`` tables of a report (``results_markdown``)."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +12,7 @@ import numpy as np
 from ..files import atomic_path, atomic_write_text
 from . import metrics as M
 from .frame_cache import dumps
-from .metrics import _is_size_key
+from .metrics import range_keys
 
 logger = logging.getLogger(__name__)
 
@@ -19,11 +20,6 @@ logger = logging.getLogger(__name__)
 def pct(v: float | None) -> str:
     """A fraction as a percentage with 2 decimals; "–" for None or NaN."""
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100.0 * v:.2f}"
-
-
-def range_keys(mode_report: dict[str, Any]) -> list[str]:
-    """The range entries ("12.8", "25.6", ...) of one report mode, nearest first."""
-    return sorted((k for k in mode_report if _is_size_key(k)), key=float)
 
 
 def results_text(summary: dict[str, Any]) -> str:
@@ -58,7 +54,7 @@ def results_text(summary: dict[str, Any]) -> str:
     assignment = summary["assignment"]["cluster_to_trainid"]
     if assignment is not None:
         lines.append(f"| cluster -> trainId (val) | {assignment} |")
-    lines += ["", "## Full tables", M.results_markdown(rep, name=name).rstrip(), "",
+    lines += ["", "## Full tables", results_markdown(rep, name=name).rstrip(), "",
               "## Density-threshold sweep (geometry, full 51.2 m grid, %)", "",
               "| σ threshold | Precision | Recall | IoU |", "|---|---|---|---|"]
     for s in summary["sweep"]:
@@ -70,6 +66,57 @@ def results_text(summary: dict[str, Any]) -> str:
     t = summary["timing"]
     lines += ["", f"Mean time per frame: {t['mean_seconds_per_frame']:.2f} s on {t['device']}.", ""]
     return "\n".join(lines)
+
+
+_ROW_W = 13
+
+
+def _fmt_pct(v: float | None) -> str:
+    # the reference keeps its table in float32 and prints v * 100 with 5.2f; mirror that for identical digits
+    if v is None:
+        return f"{float('nan'):5.2f}"
+    return f"{np.float32(v) * np.float32(100):5.2f}"
+
+
+def results_markdown(report: dict[str, Any], name: str = "scenedino", include_weighted_row: bool = True) -> str:
+    """Markdown tables of a report in the reference's ``results.md`` style, one per mode.
+
+    Rows: IoU, Precision, Recall, mIoU, weighted mIoU (unless ``include_weighted_row`` is False, which gives the
+    reference's exact layout), then the 15 classes; columns are the ranges. Percentages with 2 decimals. Below
+    each table: (Hungarian) the reassignment, then mean and weighted mean IoU of the largest range.
+    """
+    out = ""
+    for mode in M.MODES:
+        if mode not in report:
+            continue
+        rep = report[mode]
+        keys = M.range_keys(rep)
+        if not keys:
+            raise ValueError(f"report['{mode}'] has no range entries, got keys {sorted(rep)}")
+        sep = "|" + "-" * (_ROW_W + 2) + "|" + "|".join("-------" for _ in keys) + "|\n"
+        rows: list[tuple[str, list[float | None]]] = [
+            ("IoU", [rep[k]["iou"] for k in keys]),
+            ("Precision", [rep[k]["precision"] for k in keys]),
+            ("Recall", [rep[k]["recall"] for k in keys]),
+            ("mIoU", [rep[k]["miou"] for k in keys]),
+        ]
+        if include_weighted_row:
+            rows.append(("weighted mIoU", [rep[k]["weighted_miou"] for k in keys]))
+        rows += [(c, [rep[k]["per_class_iou"][c] for k in keys]) for c in M.CLASS_NAMES]
+        out += f"\n# Benchmark Results for '{name}' / Mode: {mode}\n"
+        out += "\n| " + " " * _ROW_W + " | " + " | ".join(f"{float(k):.1f}m" for k in keys) + " |\n"
+        out += sep
+        for i, (label, vals) in enumerate(rows):
+            out += f"| {label:<{_ROW_W}} | " + " | ".join(_fmt_pct(v) for v in vals) + " |\n"
+            if i == 2:
+                out += sep
+        out += "\n"
+        if mode == "hungarian" and "reassignment_argsort" in rep:
+            out += f"Reassignment: {np.asarray(rep['reassignment_argsort'], dtype=np.int64)}\n"
+        last = rep[keys[-1]]
+        out += f"Mean IoU: {last['miou'] * 100:.2f}\n"
+        out += f"Weighted Mean IoU: {last['weighted_miou'] * 100:.2f}\n\n"
+    return out
 
 
 def write_plots(out: Path, summary: dict[str, Any]) -> list[Path]:

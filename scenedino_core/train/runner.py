@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..checkpoint import load_model, read_checkpoint_file, save_checkpoint
 from ..config import to_dict
+from ..files import atomic_write_text
 from ..model import SceneDINO
 from .batch import ViewBatch
 from .config import TrainConfig
@@ -144,7 +145,7 @@ def train(cfg: TrainConfig, out_dir: Path, datasets: DatasetFactory, validate: V
     cfg = dataclasses.replace(cfg, model=model.config)  # an init_checkpoint brings its own model config
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     teacher = Teacher(copy.deepcopy(model.backbone)).to(device) if cfg.stage == 1 else None
     if cfg.stage == 1:
         model.train()

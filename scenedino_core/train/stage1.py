@@ -1,5 +1,5 @@
 """Stage 1: the feature field learns geometry from multi-view photometric reconstruction and DINO features from a
-frozen teacher, through the salience downsampler and the artifact field (spec §3)."""
+frozen teacher, through the salience downsampler and the artifact field (SceneDINO's first training stage)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

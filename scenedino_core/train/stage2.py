@@ -1,4 +1,4 @@
-"""Stage 2: the STEGO head learns unsupervised 3D semantics from the frozen field (spec §4).
+"""Stage 2: the STEGO head learns unsupervised 3D semantics from the frozen stage-1 field (SceneDINO's second stage).
 
 Crops of 3D points around rendered surfaces are distilled with the STEGO correlation loss against themselves, a
 nearest neighbour and a random crop from a FIFO buffer; cluster probes (and linear probes where labels exist) train on

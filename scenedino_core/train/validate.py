@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
+from ..metrics import hungarian_match, iou_per_class, relabel
 from ..model import SceneDINO
 from .config import TrainConfig
 from .runner import collate
@@ -23,8 +23,13 @@ def _grid(x: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def depth_metrics(model: SceneDINO, items, stride: int = 4, max_depth: float = 80.0) -> dict[str, float]:
-    """AbsRel / RMSE of rendered depth (distance along the ray) against items' ``depth`` (H, W) ground truth."""
+def depth_metrics(model: SceneDINO, items, stride: int = 4, max_depth: float | None = None) -> dict[str, float]:
+    """AbsRel / RMSE of rendered depth (distance along the ray) against items' ``depth`` (H, W) ground truth.
+
+    Pixels count where 0 < GT < ``max_depth`` (default: the field's far plane ``model.config.field.z_far``).
+    """
+    if max_depth is None:
+        max_depth = model.config.field.z_far
     was_training = model.training
     model.eval()
     abs_rel, sq, count = 0.0, 0.0, 0
@@ -58,17 +63,12 @@ def cluster_confusion(model: SceneDINO, items, mode: str, stride: int) -> np.nda
 def hungarian_miou(conf: np.ndarray) -> tuple[float, np.ndarray]:
     """Best one-to-one cluster -> class matching of a (K, C) confusion; returns mIoU and the assignment (K,).
 
-    Clusters left unmatched (K > C) take their majority class."""
-    rows, cols = linear_sum_assignment(conf, maximize=True)
-    assignment = conf.argmax(axis=1)
-    assignment[rows] = cols
-    c = conf.shape[1]
-    mapped = np.zeros((c, c), np.int64)
-    np.add.at(mapped, assignment, conf)
-    tp = np.diag(mapped)
-    denom = mapped.sum(0) + mapped.sum(1) - tp
+    Clusters left unmatched (K > C) take their majority class. The mIoU averages the classes present in the
+    labels (0.0 when there are none)."""
+    assignment = hungarian_match(conf, unmatched="majority")
+    mapped = relabel(conf, assignment, conf.shape[1])
     present = mapped.sum(0) > 0
-    iou = np.where(denom > 0, tp / np.maximum(denom, 1), 0.0)
+    iou = iou_per_class(mapped)
     return float(iou[present].mean()) if present.any() else 0.0, assignment
 
 
