@@ -24,6 +24,7 @@ from typing import Any
 
 from scenedino_core.labels import SSC_CLASSES
 from scenedino_core.semantics import PredictionMode
+from scenedino_core.voxels import SIGMA_THRESHOLD
 
 #: Largest voxel grid the node accepts (voxels); beyond it a frame would take minutes and gigabytes.
 MAX_GRID_VOXELS = 16_000_000
@@ -82,8 +83,9 @@ class NodeParams:
                         "encoder; voxel queries stay float32).",
                         choices=("fp32", "bf16"))
     prediction_mode: str = _p("prediction_mode", "stego_kmeans", "Semantic prediction mode.", choices=_MODES)
-    density_threshold_per_m: float = _p("density_threshold_per_m", 0.2, "Grown density (1/m) above which a voxel "
-                                        "is occupied (SSCBench: 0.2).", min=0.0, max=1000.0)
+    density_threshold_per_m: float = _p("density_threshold_per_m", SIGMA_THRESHOLD, "Grown density (1/m) above "
+                                        f"which a voxel is occupied (SSCBench: {SIGMA_THRESHOLD:g}).", min=0.0,
+                                        max=1000.0)
     # ---- grid (in the gravity-aligned grid frame: x forward, y left, z up)
     voxel_size_m: float = _p("grid.voxel_size_m", 0.2, "Voxel edge length (m).", min=0.01, max=10.0)
     grid_min_m: tuple[float, ...] = _p("grid.min_m", [0.0, -12.8, -0.4], "Grid box minimum corner [x, y, z] (m) "

@@ -39,9 +39,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-#: Former name of ``_args.frame_range``, kept importable for ``scenedino_ros.kitti360_to_bag``; new code imports
-#: ``scenedino_core.cli._args.frame_range``.
-parse_frames = frame_range
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from scenedino_core.cli.preprocess_kitti360 import parse_frames
+from scenedino_core.cli._args import frame_range
 
 from ..bag.io import STORAGES
 from ..bag.kitti360 import CAMERAS, COMPRESSIONS, ConversionSummary, convert, frame_ranges
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", type=Path, help="KITTI-360 root (calibration/, data_2d_raw/, data_poses/, data_3d_raw/)")
     p.add_argument("out", type=Path, help="bag folder to create")
     p.add_argument("--sequence", required=True, help="drive folder, e.g. 2013_05_28_drive_0009_sync")
-    p.add_argument("--frames", type=parse_frames, metavar="A:B", help="frame ids A..B-1 (either side may be empty)")
+    p.add_argument("--frames", type=frame_range, metavar="A:B", help="frame ids A..B-1 (either side may be empty)")
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="rosbag2 storage (default mcap)")
     p.add_argument("--compressed", nargs="?", const="png", choices=COMPRESSIONS,
                    help="write CompressedImage instead of raw rgb8 (png if no format is given; write "
