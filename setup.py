@@ -60,6 +60,7 @@ setup(
             'scenedino-train = scenedino_core.cli.train:main',
             'scenedino-kitti360-to-bag = scenedino_ros.cli.kitti360_to_bag:main',
             'scenedino-process-bag = scenedino_ros.cli.process_bag:main',
+            'scenedino-bag-recover = scenedino_ros.cli.bag_recover:main',
             'scenedino-replay = scenedino_ros.cli.replay:main',
             'scenedino_replay = scenedino_ros.cli.replay:main',
             'scenedino-first-run = scenedino_ros.cli.first_run:main',
