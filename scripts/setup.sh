@@ -51,7 +51,7 @@ fi
 BASE_REQS=(
   torch==2.14.1 torchvision==0.29.1 timm
   numpy opencv-python-headless pyyaml scipy tqdm huggingface_hub
-  pytest matplotlib rosbags mcap tensorboard foxglove-sdk
+  pytest ruff matplotlib "rosbags>=0.11,<0.12" mcap tensorboard foxglove-sdk
 )
 # ROS 2 Kilted from PyPI, plus what rosidl_generate_interfaces needs to build msg/ with CMake
 # (see shared/reference/ros2_notes.md, "Custom messages with CMake from the wheels").

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import McapWriter
+from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 
 #: ``--storage`` choices.
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -38,3 +40,23 @@ def bag_writer(path: str | Path, storage: str) -> Writer:
     if storage == "mcap":
         writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
     return writer
+
+
+def commit(writer: Writer) -> int:
+    """Make everything written so far survive the process being killed, and return the position reached.
+
+    MCAP: the pending chunk is closed (even a small one) and the file flushed; the position is the byte offset after
+    the chunk and its message indexes. sqlite3: the transaction is committed; the position is the last message row
+    id. Reaches into the rosbags storage writers (``Writer.storage``), checked against rosbags 0.11.
+    """
+    storage = writer.storage
+    if isinstance(storage, McapWriter):
+        if storage.chunk.bio.tell():
+            storage.close_chunk()
+        storage.bio.flush()
+        return storage.bio.tell()
+    if isinstance(storage, Sqlite3Writer):
+        storage.conn.commit()
+        (last,) = storage.conn.execute("SELECT max(id) FROM messages").fetchone()
+        return int(last or 0)
+    raise TypeError(f"cannot commit a {type(storage).__name__} (writer not open?)")

@@ -36,15 +36,18 @@ does not sink a long conversion: frames without a pose are skipped with one warn
 frame whose image is missing, undecodable or not ``S_rect`` sized is skipped with a warning naming the file; a
 Velodyne scan that is missing (no file or no timestamp line) is left out with one warning at the end, one that is
 malformed with a warning naming the file. Everything skipped is listed in the ``ConversionSummary``. No frame left
-is an error. The bag is written into a hidden sibling folder of ``out`` and renamed into place only when complete;
-an existing ``out`` is replaced only with ``overwrite``.
+is an error.
+
+The bag is written in the work folder ``OUT.partial`` with a commit after every frame (``scenedino_ros.bag.partial``)
+and renamed to ``out`` only when complete; an existing ``out`` is replaced only with ``overwrite``. A stop request
+(SIGINT/SIGTERM in the CLI) finishes the current frame and closes the bag in ``OUT.partial``; a killed conversion
+leaves its committed frames there; ``resume`` continues either with the first frame not done. An error removes the
+work folder (but not the frames of an earlier, interrupted run when resuming).
 """
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -63,10 +66,15 @@ from scenedino_core.data.kitti360_raw import (CameraCalibration, is_rgb8_png, re
                                               read_scan, read_timestamps, timestamps_path, velodyne_scan_path,
                                               velodyne_timestamps_path)
 
-from .io import bag_writer, check_storage, reliable_qos
+from .io import check_storage, reliable_qos
+from .partial import PartialBag
+from .stopping import pause_for_test
 from ..frames import matrix_to_xyz_quat
 
 logger = logging.getLogger(__name__)
+
+#: The tool named in the journal of ``OUT.partial``.
+TOOL = "scenedino-kitti360-to-bag"
 
 #: Message definitions used to build and serialise every message (ROS 2 Kilted; tf2_msgs included).
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
@@ -136,6 +144,10 @@ class ConversionSummary:
     """First and last message time (UTC ns)."""
     elapsed_s: float
     """Wall-clock time of the conversion."""
+    interrupted: str = ""
+    """Why the conversion stopped early (``SIGINT``, ...); ``path`` is then the bag in ``OUT.partial``."""
+    frames_resumed: int = 0
+    """Frames written or skipped by the interrupted run(s) this one continued."""
 
     @property
     def duration_s(self) -> float:
@@ -284,18 +296,10 @@ def _read_inputs(root: Path, sequence: str, frames: tuple[int, int] | None, came
                    frames=sorted(poses), poses=poses, unposed=unposed)
 
 
-def _replace(bag: Path, out: Path, overwrite: bool) -> None:
-    """Rename the finished ``bag`` to ``out``; an existing ``out`` is moved beside ``bag`` (deleted with it)."""
-    if out.exists() or out.is_symlink():
-        if not overwrite:
-            raise FileExistsError(f"output exists: {out} (pass --overwrite to replace it)")
-        os.replace(out, bag.parent / ".replaced")
-    os.replace(bag, out)
-
-
 def convert(root: str | Path, sequence: str, out: str | Path, *, frames: tuple[int, int] | None = None,
             storage: str = "mcap", compressed: str | None = None, cameras: Sequence[str] = CAMERAS,
-            velodyne: bool = False, overwrite: bool = False, progress: bool = True) -> ConversionSummary:
+            velodyne: bool = False, overwrite: bool = False, progress: bool = True, resume: bool = False,
+            stop: threading.Event | None = None) -> ConversionSummary:
     """Convert one KITTI-360 drive to a rosbag2 folder ``out`` (metadata version 9); see the module docstring.
 
     Args:
@@ -307,8 +311,15 @@ def convert(root: str | Path, sequence: str, out: str | Path, *, frames: tuple[i
         compressed: None (raw rgb8 ``Image``), ``png`` or ``jpeg`` (``CompressedImage``).
         cameras: subset of ``CAMERAS``, in any order (the first one defines the frames).
         velodyne: also write the Velodyne scans.
-        overwrite: replace an existing ``out``.
+        overwrite: replace an existing ``out`` (and discard an interrupted conversion in ``OUT.partial``).
         progress: show a tqdm bar.
+        resume: continue the conversion interrupted in ``OUT.partial`` (same arguments); without one, start.
+        stop: when set (between frames), stop after the current frame and close the bag in ``OUT.partial``.
+
+    Raises:
+        FileExistsError: ``out`` exists (without ``overwrite``).
+        PartialBagError: ``OUT.partial`` holds an interrupted conversion (without ``resume``) or one with other
+            arguments.
     """
     t_start = time.perf_counter()
     root, out, cameras = Path(root), Path(out), tuple(cameras)
@@ -321,15 +332,28 @@ def convert(root: str | Path, sequence: str, out: str | Path, *, frames: tuple[i
         raise FileExistsError(f"output exists: {out} (pass --overwrite to replace it)")
     inputs = _read_inputs(root, sequence, frames, cameras, velodyne)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    settings = {"root": str(root.resolve()), "sequence": sequence, "frames": frames, "compressed": compressed,
+                "cameras": cameras, "velodyne": velodyne}
+    work = PartialBag.start(out, TOOL, storage, settings, resume=resume, overwrite=overwrite)
+    writer = None
     try:
-        bag = work / out.name
-        summary = _write(bag, root, sequence, inputs, storage, compressed, cameras, velodyne, progress)
-        _replace(bag, out, overwrite)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return ConversionSummary(path=out, storage=storage, elapsed_s=time.perf_counter() - t_start, **summary)
+        writer = work.open_writer()
+        summary = _write(work, writer, root, sequence, inputs, compressed, cameras, velodyne, progress, stop)
+        if summary["interrupted"]:
+            path = work.close_interrupted(writer)
+            logger.warning("interrupted (%s) after %d frames: %s holds them as a complete bag; continue with "
+                           "--resume", summary["interrupted"], len(summary["frames_written"]), path)
+        else:
+            path = work.finish(writer, overwrite=overwrite)
+    except KeyboardInterrupt:
+        work.abandon(writer, keep=True)
+        raise
+    except BaseException:
+        work.abandon(writer, keep=work.resuming)
+        if work.resuming:
+            logger.error("the frames done so far stay in %s; continue with --resume", work.work)
+        raise
+    return ConversionSummary(path=path, storage=storage, elapsed_s=time.perf_counter() - t_start, **summary)
 
 
 #: (stamp ns, order at equal stamps, topic, message); order: tf 0, camera_info 1, image 2, Velodyne 3.
@@ -358,68 +382,91 @@ def _frame_messages(frame: int, images: dict[str, tuple[np.ndarray, bytes]], sca
     return sorted(msgs, key=lambda m: m[:2])
 
 
-def _write(bag: Path, root: Path, sequence: str, inputs: _Inputs, storage: str, compressed: str | None,
-           cameras: tuple[str, ...], velodyne: bool, progress: bool) -> dict[str, Any]:
-    """Write the bag folder; returns the ConversionSummary fields that depend on the data."""
+def _write(work: PartialBag, writer: Any, root: Path, sequence: str, inputs: _Inputs, compressed: str | None,
+           cameras: tuple[str, ...], velodyne: bool, progress: bool, stop: threading.Event | None) -> dict[str, Any]:
+    """Write the bag (``writer``, open, of work folder ``work``), committing after every frame; returns the
+    ConversionSummary fields that depend on the data."""
     image_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
     first_stamps = [inputs.stamps[cam][inputs.frames[0]] for cam in cameras]
     if velodyne and inputs.frames[0] < len(inputs.scan_stamps):
         first_stamps.append(inputs.scan_stamps[inputs.frames[0]])
     t0 = int(min(first_stamps))
-    counts: dict[str, int] = {}
-    written, bad_image, scans_missing, scans_bad = [], [], [], []
-    end_ns = t0
-    with bag_writer(bag, storage) as writer:
-        conns = {}
+    conns = {}
 
-        def connect(topic: str, msgtype: str, qos: Qos = STREAM_QOS) -> None:
-            conns[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos])
-            counts[topic] = 0
+    def connect(topic: str, msgtype: str, qos: Qos = STREAM_QOS) -> None:
+        conns[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos])
 
-        def put(topic: str, stamp: int, msg: Any) -> None:
-            writer.write(conns[topic], int(stamp), TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
-            counts[topic] += 1
+    connect(TOPICS.tf_static, "tf2_msgs/msg/TFMessage", LATCHED_QOS)
+    connect(TOPICS.tf, "tf2_msgs/msg/TFMessage")
+    for cam in cameras:
+        connect(TOPICS.camera_info(cam), "sensor_msgs/msg/CameraInfo")
+        connect(TOPICS.compressed(cam) if compressed else TOPICS.image(cam), image_type)
+    if velodyne:
+        connect(TOPICS.velodyne, "sensor_msgs/msg/PointCloud2")
+    deltas = work.begin(writer, {"t0": t0})
+    written: list[int] = [f for d in deltas for f in d["written"]]
+    bad_image = [f for d in deltas for f in d["bad_image"]]
+    scans_missing = [f for d in deltas for f in d["scans_missing"]]
+    scans_bad = [f for d in deltas for f in d["scans_bad"]]
+    end_ns = max([t0] + [d["end_ns"] for d in deltas])
+    done = set(written) | set(bad_image)
+    delta: dict[str, list[int]] = {"written": [], "bad_image": [], "scans_missing": [], "scans_bad": []}
 
-        connect(TOPICS.tf_static, "tf2_msgs/msg/TFMessage", LATCHED_QOS)
-        connect(TOPICS.tf, "tf2_msgs/msg/TFMessage")
-        for cam in cameras:
-            connect(TOPICS.camera_info(cam), "sensor_msgs/msg/CameraInfo")
-            connect(TOPICS.compressed(cam) if compressed else TOPICS.image(cam), image_type)
-        if velodyne:
-            connect(TOPICS.velodyne, "sensor_msgs/msg/PointCloud2")
+    def put(topic: str, stamp: int, msg: Any) -> None:
+        writer.write(conns[topic], int(stamp), TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+
+    def commit() -> None:
+        nonlocal delta
+        work.commit(writer, {**delta, "end_ns": end_ns})
+        delta = {k: [] for k in delta}
+
+    if not deltas:
         put(TOPICS.tf_static, t0, tf_message(t0, inputs.statics, FRAMES.base_link))
-
-        for f in tqdm(inputs.frames, desc=f"{sequence} -> {bag.name}", unit="frame", disable=not progress):
-            try:
-                images = {cam: read_image(k360.raw_image_path(root, sequence, cam, f), inputs.calibrations[cam])
-                          for cam in cameras}
-            except (FileNotFoundError, ValueError) as e:
-                logger.warning("skipping frame %d: %s", f, e)
-                bad_image.append(f)
-                continue
-            scan = None
-            if velodyne:
-                if f >= len(inputs.scan_stamps) or not velodyne_scan_path(root, sequence, f).is_file():
-                    scans_missing.append(f)
-                else:
-                    try:
-                        scan = int(inputs.scan_stamps[f]), read_scan(velodyne_scan_path(root, sequence, f))
-                    except ValueError as e:
-                        logger.warning("frame %d without its Velodyne scan: %s", f, e)
-                        scans_bad.append(f)
-            msgs = _frame_messages(f, images, scan, inputs, compressed)
-            for stamp, _, topic, msg in msgs:
-                put(topic, stamp, msg)
-                end_ns = max(end_ns, stamp)
-            written.append(f)
-        if not written:
-            raise ValueError(f"no frame could be written: every selected frame of {sequence} was skipped "
-                             f"(see the warnings above)")
-    if scans_missing:
+    interrupted = ""
+    todo = [f for f in inputs.frames if f not in done]
+    for f in tqdm(todo, desc=f"{sequence} -> {work.out.name}", unit="frame", disable=not progress):
+        if stop is not None and stop.is_set():
+            interrupted = getattr(stop, "reason", "") or "stop requested"
+            break
+        try:
+            images = {cam: read_image(k360.raw_image_path(root, sequence, cam, f), inputs.calibrations[cam])
+                      for cam in cameras}
+        except (FileNotFoundError, ValueError) as e:
+            logger.warning("skipping frame %d: %s", f, e)
+            bad_image.append(f)
+            delta["bad_image"].append(f)
+            commit()
+            continue
+        scan = None
+        if velodyne:
+            if f >= len(inputs.scan_stamps) or not velodyne_scan_path(root, sequence, f).is_file():
+                scans_missing.append(f)
+                delta["scans_missing"].append(f)
+            else:
+                try:
+                    scan = int(inputs.scan_stamps[f]), read_scan(velodyne_scan_path(root, sequence, f))
+                except ValueError as e:
+                    logger.warning("frame %d without its Velodyne scan: %s", f, e)
+                    scans_bad.append(f)
+                    delta["scans_bad"].append(f)
+        msgs = _frame_messages(f, images, scan, inputs, compressed)
+        for i, (stamp, _, topic, msg) in enumerate(msgs):
+            put(topic, stamp, msg)
+            end_ns = max(end_ns, stamp)
+            if i == 0:
+                pause_for_test(len(written), stop)
+        written.append(f)
+        delta["written"].append(f)
+        commit()
+    if not written and not interrupted:
+        raise ValueError(f"no frame could be written: every selected frame of {sequence} was skipped "
+                         f"(see the warnings above)")
+    if scans_missing and not interrupted:
         logger.warning("%d frames written without a Velodyne scan (no file in %s or no line in %s): %s",
                        len(scans_missing), velodyne_scan_path(root, sequence, 0).parent,
                        velodyne_timestamps_path(root, sequence), frame_ranges(scans_missing))
-    return dict(frames_written=tuple(written), frames_without_pose=tuple(inputs.unposed),
-                frames_with_bad_image=tuple(bad_image), scans_skipped=tuple(sorted(scans_missing + scans_bad)),
-                message_counts=counts, start_ns=t0, end_ns=end_ns)
-
+    counts = {c.topic: writer.counts[c.id] for c in writer.connections}
+    return dict(frames_written=tuple(sorted(written)), frames_without_pose=tuple(inputs.unposed),
+                frames_with_bad_image=tuple(sorted(bad_image)), scans_skipped=tuple(sorted(scans_missing + scans_bad)),
+                message_counts=counts, start_ns=t0, end_ns=end_ns, interrupted=interrupted,
+                frames_resumed=len(done))

@@ -10,25 +10,29 @@ stamp. ``--include-inputs`` also copies every input topic (``/tf``, ``/tf_static
 
 A frame that cannot be used (corrupt message, unsupported encoding, unusable CameraInfo, no CameraInfo with its
 stamp) is skipped with a warning naming its stamp and the reason, and counted in the summary (``summary.json`` and
-``summary.md`` in the output folder). The output folder appears only when complete (written to a hidden folder
-beside it, then renamed).
+``summary.md`` in the output folder). A damaged input bag (truncated MCAP, a chunk with a bad CRC, a missing storage
+file) is read as far as it can be (``scenedino_ros.bag.salvage``); the summary names each problem and the messages
+lost.
+
+The output is written in the work folder ``OUT.partial`` and committed after every frame
+(``scenedino_ros.bag.partial``); it is renamed to OUT when complete. A stop request (SIGINT/SIGTERM in the CLI)
+finishes the current frame and closes the bag in ``OUT.partial``; a killed run leaves its committed frames there;
+``resume`` continues either from the first frame not done, without writing any message twice.
 
 Offline there is no TF listener: with ``target_frame`` set, the camera pose comes from the ``camera_pose.*``
 parameters (what the live node does when ``tf2_ros`` is not installed).
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,7 @@ from typing import Any
 import numpy as np
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.interfaces import Connection, Qos, QosDurability
-from rosbags.rosbag2 import Reader, Writer
+from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from tqdm import tqdm
 
@@ -51,13 +55,18 @@ from ..frames import FrameError, FrameResolver
 from ..outputs import pipeline_config, static_camera_pose
 from ..params import NodeParams
 from ..sync import StampSync
-from .io import bag_writer, check_storage, reliable_qos
+from .io import check_storage, reliable_qos
+from .partial import Journal, PartialBag, PartialBagError
+from .salvage import BagOpenError, SalvagingReader
+from .stopping import pause_for_test
 from .summary import STAGES, BagSummary, SkippedFrame
 
 _logger = logging.getLogger(__name__)
 
 #: Name of the live node whose topics the outputs take.
 NODE_NAME = "scenedino"
+#: The tool named in the journal of ``OUT.partial``.
+TOOL = "scenedino-process-bag"
 #: Image message types the input topic may have.
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
@@ -168,24 +177,6 @@ def _output_qos(name: str) -> Qos:
     return reliable_qos(outputs.OUTPUT_DEPTH, QosDurability.VOLATILE)
 
 
-# ----------------------------------------------------------------------------- output folder
-
-@contextmanager
-def _staged_dir(path: Path) -> Iterator[Path]:
-    """Yield a not-yet-existing path in a hidden folder beside ``path``; renamed to ``path`` if the block succeeds."""
-    if path.exists():
-        raise BagError(f"output {path} exists already; remove it or choose another path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield staging / path.name
-        if path.exists():
-            raise BagError(f"output {path} appeared while processing; the result is not moved over it")
-        os.rename(staging / path.name, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 # ----------------------------------------------------------------------------- processing
 
 class _Clock:
@@ -209,9 +200,14 @@ def _stamp_ns(stamp: Any) -> int:
 
 
 class _Run:
-    """One ``process_bag`` call: output connections, the pairing, the per-frame work and the tallies."""
+    """One ``process_bag`` call: output connections, the pairing, the per-frame work, the tallies and the commits.
 
-    def __init__(self, p: NodeParams, pipeline: Pipeline, reader: Reader, writer: Writer,
+    Images are numbered in reading order (``seq``, from 1); a frame is *done* once processed or skipped. A resumed run
+    reads the input again from its start, pairing exactly as before, but does no work for the frames done and copies
+    (``include_inputs``) only the input messages after the last commit.
+    """
+
+    def __init__(self, p: NodeParams, pipeline: Pipeline, reader: SalvagingReader, writer: Writer,
                  topics: tuple[list[Connection], list[Connection]], include_inputs: bool, node_name: str,
                  on_frame: Callable[[ProcessedFrame], None] | None):
         self.p, self.pipeline, self.reader, self.writer = p, pipeline, reader, writer
@@ -236,32 +232,61 @@ class _Run:
         self.class_voxels = np.zeros(len(SSC_CLASSES), dtype=np.int64)
         self.written: Counter[str] = Counter()
         self.images = self.infos = 0
-        self.read_error = ""
+        self.consumed = 0
+        """Input messages handled in this pass."""
         self.wall_s = 0.0
+        self.restored: set[int] = set()
+        """Sequence numbers of the frames done (processed or skipped) by the interrupted run(s)."""
+        self.copied_upto = 0
+        """Input messages whose copies are in the output already (restored)."""
+        self.stage_before: dict[str, float] = {}
+        self.wall_before = 0.0
+        self.interrupted = ""
+        """Why the run stopped before the end of the input (empty: it did not)."""
+        self.stop: threading.Event | None = None
+        self._start = time.perf_counter()
+        self._delta: dict[str, list] = {"done": [], "skipped": [], "frames": []}
 
-    def read_all(self, progress: bool) -> None:
-        """Read the input bag to its end (or to a read error), processing every image."""
+    # ---------------------------------------------------------------------------------------- resume
+    def restore(self, deltas: list[dict[str, Any]]) -> None:
+        """Take over the frames, skips and counts committed by the interrupted run(s)."""
+        for d in deltas:
+            self.restored.update(d["done"])
+            for seq, stamp, reason, detail in d["skipped"]:
+                self.skipped.append(SkippedFrame(stamp, reason, detail))
+                self.skip_counts[reason] += 1
+            for _, occupied, classes in d["frames"]:
+                self.occupied.append(occupied)
+                self.class_voxels += np.asarray(classes, dtype=np.int64)
+        if deltas:
+            last = deltas[-1]
+            self.copied_upto = last["read"]
+            self.written.update(last["written"])
+            self.stage_before, self.wall_before = last["stage_s"], last["wall_s"]
+
+    def delta(self) -> dict[str, Any]:
+        """What changed since the last commit (lists), and the running totals."""
+        out = {**self._delta, "read": self.consumed, "images": self.images, "infos": self.infos,
+               "written": dict(self.written), "stage_s": self.stage_seconds(),
+               "wall_s": self.wall_before + time.perf_counter() - self._start}
+        self._delta = {"done": [], "skipped": [], "frames": []}
+        return out
+
+    # ------------------------------------------------------------------------------------- reading
+    def read_all(self, progress: bool, commit: Callable[[], None], stop: threading.Event | None) -> None:
+        """Read the input bag to its end (or until ``stop`` is set), processing every image; ``commit`` after every
+        frame done."""
         image_ids, info_ids = {c.id for c in self.image_conns}, {c.id for c in self.info_conns}
         image_cls = _message_class(self.image_conns[0].msgtype)
         info_cls = _message_class(self.info_conns[0].msgtype)
         wanted = self.reader.connections if self.copies else self.image_conns + self.info_conns
-        start = time.perf_counter()
+        self._start = time.perf_counter()
         self.clock.reset()
-        messages = self.reader.messages(connections=wanted)
         with tqdm(total=sum(c.msgcount for c in self.image_conns), unit="frame", desc="process-bag",
                   disable=not progress, dynamic_ncols=True) as bar:
-            while True:
-                try:
-                    item = next(messages, None)
-                except Exception as exc:  # a truncated or corrupt bag: keep what was processed, say where it stopped
-                    self.read_error = f"{type(exc).__name__}: {exc}"
-                    _logger.error("reading %s stopped early: %s", self.reader.path, self.read_error)
-                    break
-                if item is None:
-                    break
-                conn, bag_ns, raw = item
+            for conn, bag_ns, raw in self.reader.messages(connections=wanted):
                 self.clock.lap("decode")
-                if conn.id in self.copies:
+                if conn.id in self.copies and self.consumed >= self.copied_upto:
                     self.write(conn.topic, self.copies[conn.id], bag_ns, raw)
                     self.clock.lap("write")
                 if conn.id in image_ids:
@@ -269,10 +294,26 @@ class _Run:
                     bar.update()
                 elif conn.id in info_ids:
                     self.on_info(bag_ns, raw, info_cls)
-        self.finish()
-        self.wall_s = time.perf_counter() - start
+                self.consumed += 1
+                if self._delta["done"]:
+                    commit()
+                    self.clock.lap("write")
+                if stop is not None and stop.is_set():
+                    self.interrupted = getattr(stop, "reason", "") or "stop requested"
+                    break
+        if not self.interrupted:
+            self.finish()
+        commit()
+        self.wall_s = self.wall_before + time.perf_counter() - self._start
 
-    def skip(self, stamp_ns: int, reason: str, detail: str) -> None:
+    def stage_seconds(self) -> dict[str, float]:
+        return {k: self.stage_before.get(k, 0.0) + v for k, v in self.clock.seconds.items()}
+
+    def skip(self, seq: int, stamp_ns: int, reason: str, detail: str) -> None:
+        if seq in self.restored:
+            return
+        self._delta["done"].append(seq)
+        self._delta["skipped"].append([seq, stamp_ns, reason, detail])
         self.skipped.append(SkippedFrame(stamp_ns, reason, detail))
         self.skip_counts[reason] += 1
         n = self.skip_counts[reason]
@@ -286,11 +327,12 @@ class _Run:
 
     def on_image(self, bag_ns: int, raw: bytes | memoryview, cls: type) -> None:
         self.images += 1
+        seq = self.images
         try:
             msg = deserialize_message(bytes(raw), cls)
         except Exception as exc:  # rclpy raises RMWError (and others) for undecodable CDR
             self.clock.lap("decode")
-            self.skip(bag_ns, "CorruptMessage", f"image message at bag time {bag_ns * 1e-9:.3f} s cannot be "
+            self.skip(seq, bag_ns, "CorruptMessage", f"image message at bag time {bag_ns * 1e-9:.3f} s cannot be "
                       f"deserialised as {_type_name(cls)}: {type(exc).__name__}: {exc}")
             return
         self.clock.lap("decode")
@@ -299,7 +341,6 @@ class _Run:
         if jump:
             _logger.warning("image stamp went backwards by %.3f s at %.3f s: cleared the pairing queues", jump * 1e-9,
                             stamp * 1e-9)
-        seq = self.images
         self.pending[seq] = stamp
         pair = self.sync.add_image(stamp, (seq, msg))
         if pair is not None:
@@ -322,24 +363,28 @@ class _Run:
     def process(self, image: tuple[int, Any], info: Any) -> None:
         seq, msg = image
         stamp = self.pending.pop(seq)
+        if seq in self.restored:
+            return
         try:
             inp = outputs.frame_input(msg, info, self.p)
         except (ImageConversionError, CameraInfoError) as exc:
             self.clock.lap("decode")
-            self.skip(stamp, type(exc).__name__, str(exc))
+            self.skip(seq, stamp, type(exc).__name__, str(exc))
             return
         self.clock.lap("decode")
         try:
             result, frame_id = outputs.infer(self.pipeline, self.frames, inp)
         except FrameError as exc:
             self.clock.lap("inference")
-            self.skip(stamp, type(exc).__name__, str(exc))
+            self.skip(seq, stamp, type(exc).__name__, str(exc))
             return
         except Exception as exc:  # the per-frame boundary, as in the node's worker: count it and go on
             self.clock.lap("inference")
-            self.skip(stamp, type(exc).__name__, f"frame failed: {exc}")
+            self.skip(seq, stamp, type(exc).__name__, f"frame failed: {exc}")
             return
         self.clock.lap("inference")
+        pause_for_test(len(self.occupied), self.stop)
+        self.clock.reset()
         built = outputs.build_messages(result, inp.stamp, frame_id, inp.camera_frame, self.p, self.class_names,
                                        self.palette, self.topics)
         messages = [(f"/{self.node_name}/{name}", m) for name, m in built]
@@ -347,8 +392,11 @@ class _Run:
         for (topic, m), (name, _) in zip(messages, built):
             self.write(topic, self.topics[name], stamp, serialize_message(m))
         self.clock.lap("write")
+        classes = np.bincount(result.point_labels, minlength=len(SSC_CLASSES))[:len(SSC_CLASSES)]
         self.occupied.append(int(result.points.shape[0]))
-        self.class_voxels += np.bincount(result.point_labels, minlength=len(SSC_CLASSES))[:len(SSC_CLASSES)]
+        self.class_voxels += classes
+        self._delta["done"].append(seq)
+        self._delta["frames"].append([seq, int(result.points.shape[0]), [int(n) for n in classes]])
         if self.on_frame is not None:
             self.on_frame(ProcessedFrame(stamp, inp.rgb, inp.intrinsics, result, frame_id, inp.camera_frame,
                                          messages))
@@ -356,13 +404,14 @@ class _Run:
 
     def finish(self) -> None:
         """Skip the images that never found a CameraInfo."""
-        for stamp in self.pending.values():
-            self.skip(stamp, UNPAIRED, f"no CameraInfo on {self.info_conns[0].topic} with a matching stamp "
+        for seq, stamp in self.pending.items():
+            self.skip(seq, stamp, UNPAIRED, f"no CameraInfo on {self.info_conns[0].topic} with a matching stamp "
                       f"(sync.max_stamp_diff_s = {self.p.sync_max_stamp_diff_s} s)")
         self.pending.clear()
 
     def summary(self, in_path: Path, out_path: Path, storage: str, setup_s: float) -> BagSummary:
-        stage_s = {**self.clock.seconds, "other": max(self.wall_s - sum(self.clock.seconds.values()), 0.0)}
+        stage_s = self.stage_seconds()
+        stage_s["other"] = max(self.wall_s - sum(stage_s.values()), 0.0)
         return BagSummary(
             input_path=str(in_path), output_path=str(out_path), storage=storage,
             image_topic=self.image_conns[0].topic, camera_info_topic=self.info_conns[0].topic,
@@ -371,7 +420,9 @@ class _Run:
             frames_processed=len(self.occupied), skipped=tuple(sorted(self.skipped, key=lambda x: x.stamp_ns)),
             setup_s=setup_s, wall_s=self.wall_s, stage_s=stage_s, occupied_voxels=tuple(self.occupied),
             class_voxels={c.name: int(n) for c, n in zip(SSC_CLASSES, self.class_voxels)},
-            messages_written=dict(sorted(self.written.items())), read_error=self.read_error)
+            messages_written=dict(sorted(self.written.items())), input_damage=tuple(self.reader.damage),
+            interrupted=self.interrupted, frames_resumed=len(self.restored),
+            frames_pending=len(self.pending) if self.interrupted else 0)
 
 
 def _output_typestore(voxel_grid: bool) -> Any:
@@ -401,20 +452,62 @@ def _copy_connection(writer: Writer, c: Connection, typestore: Any) -> Connectio
         raise BagError(f"cannot copy input topic {c.topic} ({c.msgtype}): {type(exc).__name__}: {exc}") from exc
 
 
-def _open_reader(path: Path) -> Reader:
+def _open_reader(path: Path) -> SalvagingReader:
+    reader = SalvagingReader(path)
     try:
-        reader = Reader(path)
         reader.open()
-    except Exception as exc:  # rosbags raises FileNotFoundError, ReaderError, YAML, sqlite and OS errors
+    except BagOpenError as exc:
+        raise BagError(f"cannot open input bag {path}: {str(exc).removeprefix(f'{path}: ')}") from exc
+    except Exception as exc:  # rosbags and OS errors that the salvaging reader does not know
         raise BagError(f"cannot open input bag {path}: {type(exc).__name__}: {exc}") from exc
     return reader
+
+
+def _settings(in_path: Path, reader: SalvagingReader, topics: tuple[list[Connection], list[Connection]],
+              params: NodeParams, include_inputs: bool, node_name: str) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one (the device may differ)."""
+    sizes = sorted((f.name, f.stat().st_size) for f in reader.storage_files)
+    return {"input": str(in_path.resolve()), "input_files": sizes, "image_topic": topics[0][0].topic,
+            "camera_info_topic": topics[1][0].topic, "include_inputs": include_inputs, "node_name": node_name,
+            "params": {k: v for k, v in dataclasses.asdict(params).items() if k != "device"}}
+
+
+def summary_files(summary: BagSummary) -> dict[str, str]:
+    """``summary.json`` and ``summary.md`` of a run."""
+    return {"summary.json": json.dumps(summary.to_dict(), indent=2) + "\n", "summary.md": summary.to_markdown()}
+
+
+def summary_from_journal(journal: Journal, bag: Path) -> BagSummary:
+    """The summary of an interrupted run rebuilt from its journal (``scenedino-bag-recover``)."""
+    info, deltas = journal.header["info"], journal.deltas
+    last = deltas[-1] if deltas else {"images": 0, "infos": 0, "written": {}, "stage_s": {}, "wall_s": 0.0}
+    skipped = [SkippedFrame(stamp, reason, detail) for d in deltas for _, stamp, reason, detail in d["skipped"]]
+    frames = [(occ, classes) for d in deltas for _, occ, classes in d["frames"]]
+    classes = np.sum([c for _, c in frames], axis=0) if frames else np.zeros(len(SSC_CLASSES), dtype=np.int64)
+    stage_s = dict(last["stage_s"])
+    stage_s["other"] = max(last["wall_s"] - sum(stage_s.values()), 0.0)
+    return BagSummary(
+        input_path=info["input_path"], output_path=str(bag), storage=journal.header["storage"],
+        image_topic=journal.header["settings"]["image_topic"],
+        camera_info_topic=journal.header["settings"]["camera_info_topic"], model=info["model"],
+        device=info["device"], random_weights=info["random_weights"], images=last["images"],
+        camera_infos=last["infos"], frames_processed=len(frames),
+        skipped=tuple(sorted(skipped, key=lambda x: x.stamp_ns)), setup_s=info["setup_s"], wall_s=last["wall_s"],
+        stage_s=stage_s, occupied_voxels=tuple(o for o, _ in frames),
+        class_voxels={c.name: int(n) for c, n in zip(SSC_CLASSES, classes)},
+        messages_written=dict(sorted(last["written"].items())), interrupted="killed (recovered)")
 
 
 def process_bag(in_path: str | Path, out_path: str | Path, params: NodeParams, *,
                 image_topic: str | None = None, info_topic: str | None = None, include_inputs: bool = False,
                 storage: str = "mcap", on_frame: Callable[[ProcessedFrame], None] | None = None,
-                progress: bool = True, pipeline: Pipeline | None = None, node_name: str = NODE_NAME) -> BagSummary:
+                progress: bool = True, pipeline: Pipeline | None = None, node_name: str = NODE_NAME,
+                resume: bool = False, stop: threading.Event | None = None) -> BagSummary:
     """Run the node's processing over every image of a bag and write the outputs to a new bag.
+
+    The output is written in the work folder ``OUT.partial`` with a commit after every frame
+    (``scenedino_ros.bag.partial``) and renamed to ``out_path`` when complete. A damaged input is read as far as it
+    can be (``scenedino_ros.bag.salvage``); the summary lists the damage and the messages lost.
 
     Args:
         in_path: input rosbag2 bag (folder, or a ``.mcap`` / ``.db3`` file).
@@ -424,13 +517,18 @@ def process_bag(in_path: str | Path, out_path: str | Path, params: NodeParams, *
         info_topic: CameraInfo topic (default: ``camera_info`` beside the image topic).
         include_inputs: also copy every input topic, raw, with its QoS.
         storage: ``mcap`` or ``sqlite3``.
-        on_frame: called with every processed frame (after it is written).
+        on_frame: called with every frame processed by this run (after it is written).
         progress: show a tqdm progress bar.
         pipeline: an already built pipeline (default: built from ``params``).
         node_name: node whose output topics (``/<node_name>/<output>``) are written.
+        resume: continue the interrupted run in ``OUT.partial`` (same input, topics and parameters; the device may
+            differ); without one, start from the beginning.
+        stop: when set (between frames), stop after the current frame: the bag in ``OUT.partial`` is closed and
+            the summary says the run was interrupted (``BagSummary.interrupted``; its ``output_path`` is that bag).
 
     Raises:
-        BagError: the input cannot be opened or lacks the topics; the output exists.
+        BagError: the input cannot be opened or lacks the topics; the output exists; ``OUT.partial`` holds an
+            interrupted run (without ``resume``) or one with other settings.
         scenedino_ros.pipeline.PipelineError, FileNotFoundError, ...: the pipeline cannot be built.
     """
     check_storage(storage)
@@ -441,25 +539,47 @@ def process_bag(in_path: str | Path, out_path: str | Path, params: NodeParams, *
     reader = _open_reader(in_path)
     try:
         topics = select_topics(reader.connections, image_topic, info_topic)
-        pipeline = pipeline or Pipeline(pipeline_config(params))
-        if params.target_frame and params.use_tf:
-            _logger.info("TF is not read from the bag: the camera pose in %s comes from the camera_pose.* parameters",
-                         params.target_frame)
-        with _staged_dir(out_path) as staged:
-            writer = bag_writer(staged, storage)
-            writer.open()
+        try:
+            work = PartialBag.start(out_path, TOOL, storage,
+                                    _settings(in_path, reader, topics, params, include_inputs, node_name),
+                                    resume=resume)
+        except (FileExistsError, PartialBagError) as exc:
+            raise BagError(str(exc)) from exc
+        writer = None
+        try:
+            pipeline = pipeline or Pipeline(pipeline_config(params))
+            if params.target_frame and params.use_tf:
+                _logger.info("TF is not read from the bag: the camera pose in %s comes from the camera_pose.* "
+                             "parameters", params.target_frame)
+            writer = work.open_writer()
+            run = _Run(params, pipeline, reader, writer, topics, include_inputs, node_name, on_frame)
+            run.stop = stop
+            setup_s = time.perf_counter() - t0
+            info = {"input_path": str(in_path), "model": pipeline.describe(), "device": str(pipeline.device),
+                    "random_weights": pipeline.random_weights, "setup_s": setup_s}
             try:
-                run = _Run(params, pipeline, reader, writer, topics, include_inputs, node_name, on_frame)
-                setup_s = time.perf_counter() - t0
-                run.read_all(progress)
-            finally:
-                writer.close()
-            summary = run.summary(in_path, out_path, storage, setup_s)
-            (staged / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
-            (staged / "summary.md").write_text(summary.to_markdown())
+                run.restore(work.begin(writer, info))
+            except PartialBagError as exc:
+                raise BagError(str(exc)) from exc
+            run.read_all(progress, lambda: work.commit(writer, run.delta()), stop)
+            if run.interrupted:
+                summary = run.summary(in_path, work.bag, storage, setup_s)
+                work.close_interrupted(writer, summary_files(summary))
+                _logger.warning("interrupted (%s) after %d frames: %s holds them as a complete bag; continue with "
+                                "--resume", run.interrupted, summary.frames_processed, work.bag)
+            else:
+                summary = run.summary(in_path, out_path, storage, setup_s)
+                work.finish(writer, summary_files(summary))
+        except KeyboardInterrupt:
+            work.abandon(writer, keep=True)
+            raise
+        except BaseException as exc:
+            work.abandon(writer, keep=work.resuming)
+            if work.resuming:
+                _logger.error("the frames done so far stay in %s; continue with --resume", work.work)
+            if isinstance(exc, FileExistsError):
+                raise BagError(str(exc)) from exc
+            raise
     finally:
         reader.close()
     return summary
-
-
-

@@ -9,6 +9,10 @@ still get it). Messages go out at their bag receive time scaled by ``--rate``, s
 bag time at ``--clock-hz`` so that nodes can run with ``use_sim_time:=true``. A topic whose message type has no
 importable Python package is reported once and skipped; the rest plays. ``--loop`` starts over (``/clock`` then
 jumps back, like ``ros2 bag play --loop``). Ctrl-C stops cleanly. One summary line is logged per loop.
+
+A damaged bag (truncated MCAP, a chunk with a bad CRC, a missing storage file, no ``metadata.yaml``) is read with
+``scenedino_ros.bag.salvage.SalvagingReader``: everything readable plays, each problem is logged when found, and
+the loop's summary line says how many messages were lost.
 """
 from __future__ import annotations
 
@@ -26,8 +30,9 @@ from rclpy.exceptions import InvalidTopicNameException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.type_support import check_for_type_support
-from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
+
+from .salvage import BagOpenError, Damage, SalvagingReader, describe_losses, messages_lost
 
 _logger = logging.getLogger("scenedino-replay")
 
@@ -102,15 +107,24 @@ class LoopSummary:
     """Bag time from the start of the bag to the last published message."""
     wall_s: float
     interrupted: bool = False
+    damage: tuple[Damage, ...] = ()
+    """Problems of the bag (found when opening it and during this pass)."""
 
     @property
     def achieved_rate(self) -> float:
         return self.bag_s / self.wall_s if self.wall_s > 0 else float("nan")
 
+    @property
+    def messages_lost(self) -> int | None:
+        """Messages of the bag that could not be read (None: the bag does not say how many)."""
+        return messages_lost(self.damage)
+
     def describe(self) -> str:
         what = "interrupted" if self.interrupted else "done"
+        damaged = (f"; damaged bag: {describe_losses(self.damage)} ({len(self.damage)} problems, logged above)"
+                   if self.damage else "")
         return (f"loop {self.loop} {what}: {self.messages} messages on {self.topics} topics, {self.bag_s:.2f} s of "
-                f"bag time in {self.wall_s:.2f} s (rate {self.achieved_rate:.2f}x)")
+                f"bag time in {self.wall_s:.2f} s (rate {self.achieved_rate:.2f}x){damaged}")
 
 
 def parse_remap(text: str) -> tuple[str, str]:
@@ -214,12 +228,12 @@ class Player:
 
     def __init__(self, node: Node, bag: Path, options: ReplayOptions):
         self.node, self.bag, self.options = node, Path(bag), options
+        if not self.bag.exists():
+            raise ReplayError(f"{self.bag}: no such bag (file or folder)")
         try:
-            self.reader = Reader(self.bag)
+            self.reader = SalvagingReader(self.bag)
             self.reader.open()
-        except FileNotFoundError as exc:
-            raise ReplayError(f"{self.bag}: no such bag (file or folder)") from exc
-        except Exception as exc:  # rosbags raises ReaderError and plugin-specific errors for unreadable bags
+        except (BagOpenError, OSError) as exc:  # nothing readable: every problem is in the message
             raise ReplayError(f"{self.bag}: not a readable rosbag2 (MCAP or SQLite 3): {exc}") from exc
         try:
             planned = plan_channels(self.reader.connections, options, self.bag)
@@ -322,7 +336,8 @@ class Player:
     def _summary(self, loop: int, t0: float, interrupted: bool = False) -> LoopSummary:
         p = self.progress
         bag_s = (p.last_ns - self.reader.start_time) * 1e-9 if p.last_ns is not None else 0.0
-        return LoopSummary(loop, p.messages, len(p.topics), bag_s, time.monotonic() - t0, interrupted)
+        return LoopSummary(loop, p.messages, len(p.topics), bag_s, time.monotonic() - t0, interrupted,
+                           tuple(self.reader.damage))
 
     def run(self) -> list[LoopSummary]:
         """Play once, or until interrupted with ``options.loop``; logs one summary line per loop. Returns the

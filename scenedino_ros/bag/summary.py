@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .salvage import Damage, describe_losses, messages_lost
+
 
 STAGES = ("decode", "inference", "build", "write", "other")
 
@@ -58,8 +60,19 @@ class BagSummary:
     """Occupied voxels per SSC class over all frames."""
     messages_written: Mapping[str, int]
     """Messages per output topic (copied inputs included)."""
-    read_error: str = ""
-    """Why reading stopped before the end of the input bag (empty: read completely)."""
+    input_damage: tuple[Damage, ...] = ()
+    """Problems found in the input bag (empty: read completely)."""
+    interrupted: str = ""
+    """Why the run stopped before the end of the input (``SIGINT``, ...; empty: it did not)."""
+    frames_resumed: int = 0
+    """Frames done (processed or skipped) by the interrupted run(s) this one continued."""
+    frames_pending: int = 0
+    """Images read but not yet paired when the run was interrupted."""
+
+    @property
+    def messages_lost(self) -> int | None:
+        """Input messages that could not be read (None: the bag does not say how many)."""
+        return messages_lost(self.input_damage)
 
     @property
     def frames_skipped(self) -> int:
@@ -94,6 +107,7 @@ class BagSummary:
         """JSON-ready summary (``summary.json``)."""
         d = dataclasses.asdict(self)
         d.update(frames_skipped=self.frames_skipped, skip_reasons=self.skip_reasons, stage_share=self.stage_share,
+                 messages_lost=self.messages_lost,
                  mean_frame_ms=self.mean_frame_ms, frames_per_s=self.frames_per_s,
                  occupied_voxels_per_frame=self.occupancy_stats())
         return d
@@ -111,8 +125,15 @@ class BagSummary:
             f"- frames: {self.images} images, {self.frames_processed} processed, {self.frames_skipped} skipped; "
             f"{self.camera_infos} CameraInfo messages",
         ]
-        if self.read_error:
-            lines.append(f"- **reading stopped early**: {self.read_error}")
+        if self.interrupted:
+            lines.append(f"- **interrupted** ({self.interrupted}): this bag holds the frames done so far"
+                         + (f"; {self.frames_pending} images were waiting for their CameraInfo"
+                            if self.frames_pending else "") + "; continue with --resume")
+        if self.frames_resumed:
+            lines.append(f"- resumed: {self.frames_resumed} frames were done by the interrupted run(s)")
+        if self.input_damage:
+            lines.append(f"- **damaged input**: {describe_losses(self.input_damage)}")
+            lines += [f"  - {d.describe()}" for d in self.input_damage]
         if self.skipped:
             lines += ["", "| skip reason | frames | first stamp (s) | first detail |", "|---|---|---|---|"]
             for reason, n in self.skip_reasons.items():

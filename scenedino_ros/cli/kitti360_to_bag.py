@@ -1,11 +1,14 @@
 """``scenedino-kitti360-to-bag``: write a KITTI-360 drive (raw files) into a rosbag2 (MCAP or sqlite3), without ROS.
 
-What is written, and how bad input is handled: ``scenedino_ros.bag.kitti360``.
+What is written, and how bad input is handled: ``scenedino_ros.bag.kitti360``. SIGINT or SIGTERM stop the conversion
+after the current frame (a second one at once); the frames done stay in ``OUT.partial`` and ``--resume`` continues.
+Exit codes: 0 done, 2 an error, 128 + signal number when stopped by a signal.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,6 +19,8 @@ from scenedino_core.cli._args import frame_range
 
 from ..bag.io import STORAGES
 from ..bag.kitti360 import CAMERAS, COMPRESSIONS, ConversionSummary, convert, frame_ranges
+from ..bag.partial import PartialBagError, partial_path
+from ..bag.stopping import StopSignals
 
 PROG = "scenedino-kitti360-to-bag"
 
@@ -41,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "'--compressed png' when OUT follows directly)")
     p.add_argument("--cameras", type=parse_cameras, default=CAMERAS, help="camera ids, comma separated (default 00,01)")
     p.add_argument("--velodyne", action="store_true", help="also write the Velodyne scans")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT (and discard an interrupted conversion in OUT.partial)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the conversion interrupted in OUT.partial (same arguments), or start one")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -51,6 +59,11 @@ def format_summary(s: ConversionSummary) -> str:
     start = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s.start_ns // 10**9))
     lines = [f"wrote {s.path} ({s.storage}) in {s.elapsed_s:.1f} s: {len(s.frames_written)} frames, "
              f"{s.duration_s:.2f} s of data from {start}.{s.start_ns % 10**9:09d} UTC"]
+    if s.interrupted:
+        lines.append(f"interrupted ({s.interrupted}): {s.path} is a complete bag of the frames done; continue with "
+                     "--resume")
+    if s.frames_resumed:
+        lines.append(f"resumed: {s.frames_resumed} frames were done by the interrupted run(s)")
     for what, frames in (("no pose", s.frames_without_pose), ("bad image", s.frames_with_bad_image)):
         if frames:
             lines.append(f"skipped {len(frames)} frames ({what}): {frame_ranges(frames)}")
@@ -64,16 +77,22 @@ def format_summary(s: ConversionSummary) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    signals = StopSignals()
     try:
-        with logging_redirect_tqdm():
+        with logging_redirect_tqdm(), signals:
             summary = convert(args.root, args.sequence, args.out, frames=args.frames, storage=args.storage,
                               compressed=args.compressed, cameras=args.cameras, velodyne=args.velodyne,
-                              overwrite=args.overwrite, progress=not args.no_progress)
-    except (OSError, ValueError) as exc:
+                              overwrite=args.overwrite, progress=not args.no_progress, resume=args.resume,
+                              stop=signals.event)
+    except (OSError, ValueError, PartialBagError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: stopped at once; the frames committed so far are in {partial_path(args.out)} (--resume "
+              "continues)", file=sys.stderr)
+        return 128 + (signals.signum or signal.SIGINT)
     print(format_summary(summary))
-    return 0
+    return 128 + signals.signum if summary.interrupted else 0
 
 
 if __name__ == "__main__":

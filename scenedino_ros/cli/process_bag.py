@@ -2,21 +2,28 @@
 
     scenedino-process-bag IN OUT [--checkpoint CKPT] [--params a.yaml ...] [--param name:=value ...]
         [--image-topic T] [--camera-info-topic T] [--include-inputs] [--storage mcap|sqlite3] [--device DEV]
+        [--resume]
 
 Parameters default to ``config/scenedino.yaml`` + ``config/kitti360.yaml`` (a KITTI-360 drive), found beside the
 package (the repository's ``config/``, or ``share/scenedino_ros/config`` of an installed package). What is
-written, and how damaged frames are handled: ``scenedino_ros.bag.process``.
+written, and how damaged frames and bags are handled: ``scenedino_ros.bag.process``.
+
+SIGINT or SIGTERM stop the run after the current frame (a second one at once); the frames done stay in
+``OUT.partial`` and ``--resume`` continues. Exit codes: 0 done, 1 an error or a damaged input (the summary says how
+many messages were lost), 2 bad arguments, 128 + signal number when stopped by a signal.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
 from ..bag.io import STORAGES
 from ..bag.process import NODE_NAME, BagError, process_bag
+from ..bag.stopping import StopSignals
 from ..params_file import default_params_files, load_params
 
 
@@ -38,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--include-inputs", action="store_true", help="copy every input topic into the output bag")
     ap.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="output storage (default: mcap)")
     ap.add_argument("--device", help="torch device, cpu | cuda | cuda:N (sets the 'device' parameter)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run interrupted in OUT.partial (same input, topics and parameters), or start "
+                         "one")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 
@@ -45,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    signals = StopSignals()
     overrides = list(args.param)
     if args.checkpoint:
         overrides.append(f"checkpoint:={json.dumps(args.checkpoint)}")
@@ -57,15 +68,25 @@ def main(argv: list[str] | None = None) -> int:
             print("scenedino-process-bag: error: --checkpoint is required (or --param allow_random_weights:=true "
                   "to run an untrained model for testing)", file=sys.stderr)
             return 2
-        summary = process_bag(args.input, args.output, p, image_topic=args.image_topic,
-                              info_topic=args.camera_info_topic, include_inputs=args.include_inputs,
-                              storage=args.storage, progress=not args.no_progress)
+        with signals:
+            summary = process_bag(args.input, args.output, p, image_topic=args.image_topic,
+                                  info_topic=args.camera_info_topic, include_inputs=args.include_inputs,
+                                  storage=args.storage, progress=not args.no_progress, resume=args.resume,
+                                  stop=signals.event)
     except (BagError, ValueError, OSError, RuntimeError) as exc:  # ParameterError, PipelineError, CheckpointError, ...
         print(f"scenedino-process-bag: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"scenedino-process-bag: stopped at once; the frames committed so far are in "
+              f"{args.output.with_name(args.output.name + '.partial')} (--resume continues)", file=sys.stderr)
+        return 128 + (signals.signum or signal.SIGINT)
     print(summary.to_markdown())
+    if summary.interrupted:
+        print(f"interrupted: {summary.output_path} holds the frames done (summary.json, summary.md inside); "
+              f"continue with --resume")
+        return 128 + signals.signum
     print(f"wrote {args.output} (summary.json, summary.md inside)")
-    return 1 if summary.read_error else 0
+    return 1 if summary.input_damage and summary.messages_lost != 0 else 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     scenedino-replay BAG [--rate R] [--loop] [--remap FROM:=TO ...] [--topics T ...] [--clock-hz HZ]
                          [--wait-for-subscribers S] [--ros-args ...]
 
-How messages are scheduled and which QoS they get: ``scenedino_ros.bag.replay``.
+How messages are scheduled and which QoS they get, and how damaged bags play: ``scenedino_ros.bag.replay``. Exit
+codes: 0 played (or stopped with Ctrl-C), 1 played a damaged bag with messages lost, 2 an error.
 """
 from __future__ import annotations
 
@@ -85,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         node = rclpy.create_node("scenedino_replay")
         player = Player(node, args.bag, options)
         _logger.info(player.describe())
-        player.run()
-        return 0
+        summaries = player.run()
+        return 1 if any(s.damage and s.messages_lost != 0 for s in summaries) else 0
     except ReplayError as exc:
         print(f"scenedino-replay: error: {exc}", file=sys.stderr)
         return 2
