@@ -6,13 +6,20 @@
 Parameters are layered like nvblox's base + specialisation files: ``config/scenedino.yaml``, then ``params_file``
 (a path, or the name of a file in ``config/`` such as ``kitti360``), then the ``checkpoint`` / ``device`` arguments.
 Later entries win.
+
+The node alone gets ``FASTDDS_DEFAULT_PROFILES_FILE`` = ``config/fastdds_large_images.xml`` (``dds_profile:=auto``,
+the default) when that profile can help: Fast DDS is the middleware, no profile is set already, and
+``net.core.rmem_max`` is at least 4 MiB (``scenedino_ros.dds_profile``); the launch log says which and why.
 """
+import os
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from scenedino_ros.dds_profile import PROFILE_ENV, choose_profile, read_rmem_max
 
 #: share/scenedino_ros when installed, the repository root in a source checkout.
 SHARE = Path(__file__).resolve().parents[1]
@@ -30,6 +37,8 @@ ARGUMENTS = (
     ('image', 'image', 'Input image topic (sensor_msgs/Image; <image>/compressed with input.transport: compressed)'),
     ('camera_info', 'camera_info', 'CameraInfo topic of the images'),
     ('use_rviz', 'false', 'Also start RViz with config/scenedino.rviz'),
+    ('dds_profile', 'auto', 'Fast DDS profile of the node: auto (config/fastdds_large_images.xml when it helps: '
+                            'large images from best-effort publishers), none, or an XML file'),
 )
 
 
@@ -55,16 +64,23 @@ def overrides(checkpoint: str, device: str) -> dict:
     return {k: v for k, v in (('checkpoint', checkpoint), ('device', device)) if v}
 
 
+def dds_environment(dds_profile: str) -> tuple[dict, str]:
+    """Extra environment of the node for the ``dds_profile`` argument, and the reason for the log."""
+    profile, reason = choose_profile(dds_profile, os.environ, read_rmem_max(), CONFIG)
+    return ({PROFILE_ENV: str(profile)} if profile else {}), reason
+
+
 def launch_setup(context, *args, **kwargs):
     value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     parameters = [str(p) for p in parameter_files(value['params_file'])]
     extra = overrides(value['checkpoint'], value['device'])
     if extra:
         parameters.append(extra)
-    actions = [Node(
+    env, reason = dds_environment(value['dds_profile'])
+    actions = [LogInfo(msg=f'scenedino: {reason}'), Node(
         package='scenedino_ros', executable='scenedino_node', name='scenedino', namespace=value['namespace'],
         parameters=parameters, remappings=remappings(value['image'], value['camera_info']), output='screen',
-        emulate_tty=True)]
+        emulate_tty=True, additional_env=env)]
     if value['use_rviz'].lower() in ('true', '1', 'yes'):
         actions.append(Node(package='rviz2', executable='rviz2', name='rviz2', arguments=['-d', str(RVIZ_CONFIG)],
                             output='screen'))
