@@ -49,6 +49,7 @@ setup(
         # Live view of the first run and of bag processing (scenedino-first-run --viz).
         'viz': ['foxglove-sdk'],
     },
+    # The one list of commands: CMakeLists.txt installs a launcher for each of these too (colcon builds).
     entry_points={
         'console_scripts': [
             'scenedino-infer = scenedino_core.cli.infer:main',
@@ -57,11 +58,13 @@ setup(
             'scenedino-eval-2d = scenedino_core.cli.eval_2d:main',
             'scenedino-preprocess-kitti360 = scenedino_core.cli.preprocess_kitti360:main',
             'scenedino-train = scenedino_core.cli.train:main',
-            'scenedino-kitti360-to-bag = scenedino_ros.kitti360_to_bag:main',
-            'scenedino-process-bag = scenedino_ros.process_bag:main',
-            'scenedino-replay = scenedino_ros.replay:main',
-            'scenedino-first-run = scenedino_ros.first_run:main',
+            'scenedino-kitti360-to-bag = scenedino_ros.cli.kitti360_to_bag:main',
+            'scenedino-process-bag = scenedino_ros.cli.process_bag:main',
+            'scenedino-replay = scenedino_ros.cli.replay:main',
+            'scenedino_replay = scenedino_ros.cli.replay:main',
+            'scenedino-first-run = scenedino_ros.cli.first_run:main',
             'scenedino_node = scenedino_ros.node:main',
+            'scenedino_lifecycle_node = scenedino_ros.lifecycle_node:main',
         ],
     },
 )

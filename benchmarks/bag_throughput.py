@@ -30,10 +30,12 @@ sys.path.insert(0, str(ROOT / "test"))
 
 from scenedino_core.checkpoint import save_checkpoint  # noqa: E402
 from scenedino_core.data.synthetic import StreetConfig, StreetWorld, write_kitti360  # noqa: E402
-from scenedino_ros import kitti360_to_bag  # noqa: E402
-from scenedino_ros.params import load_params, pipeline_config  # noqa: E402
-from scenedino_ros.pipeline import Pipeline  # noqa: E402
-from scenedino_ros.process_bag import STAGES, default_params_files, process_bag  # noqa: E402
+from scenedino_core.pipeline import Pipeline  # noqa: E402
+from scenedino_ros.bag import kitti360 as kitti360_to_bag  # noqa: E402
+from scenedino_ros.bag.process import process_bag  # noqa: E402
+from scenedino_ros.bag.summary import STAGES  # noqa: E402
+from scenedino_ros.outputs import pipeline_config  # noqa: E402
+from scenedino_ros.params_file import default_params_files, load_params  # noqa: E402
 
 DEMO_CHECKPOINT = ROOT / "checkpoints" / "scenedino_synthetic_demo.pt"
 SEQUENCE = "2013_05_28_drive_0000_sync"

@@ -20,7 +20,7 @@ SHARE = Path(__file__).resolve().parents[1]
 CONFIG = SHARE / 'config'
 PARAMETER_FILES = (CONFIG / 'scenedino.yaml', CONFIG / 'kitti360.yaml')
 RVIZ_CONFIG = CONFIG / 'kitti360_replay.rviz'
-#: Camera 00 of a converted drive (scenedino_ros.kitti360_to_bag.TOPICS).
+#: Camera 00 of a converted drive (scenedino_ros.bag.kitti360.TOPICS).
 IMAGE_TOPIC = '/kitti360/image_00/image_rect'
 CAMERA_INFO_TOPIC = '/kitti360/image_00/camera_info'
 

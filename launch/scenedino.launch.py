@@ -3,6 +3,10 @@
     ros2 launch scenedino_ros scenedino.launch.py checkpoint:=/data/scenedino.pt \
         image:=/camera/image_rect camera_info:=/camera/camera_info params_file:=kitti360 use_rviz:=true
 
+With ``lifecycle:=true`` the managed node (``scenedino_lifecycle_node``) starts instead; ``autostart`` (default true)
+then configures and activates it, ``autostart:=false`` leaves it unconfigured for a lifecycle manager or
+``ros2 lifecycle set``.
+
 Parameters are layered like nvblox's base + specialisation files: ``config/scenedino.yaml``, then ``params_file``
 (a path, or the name of a file in ``config/`` such as ``kitti360``), then the ``checkpoint`` / ``device`` arguments.
 Later entries win.
@@ -15,9 +19,13 @@ import os
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
 from scenedino_ros.dds_profile import PROFILE_ENV, choose_profile, read_rmem_max
 
@@ -37,9 +45,26 @@ ARGUMENTS = (
     ('image', 'image', 'Input image topic (sensor_msgs/Image; <image>/compressed with input.transport: compressed)'),
     ('camera_info', 'camera_info', 'CameraInfo topic of the images'),
     ('use_rviz', 'false', 'Also start RViz with config/scenedino.rviz'),
+    ('lifecycle', 'false', 'Start the managed (lifecycle) node scenedino_lifecycle_node instead of scenedino_node'),
+    ('autostart', 'true', 'With lifecycle:=true: configure and activate the node at launch'),
     ('dds_profile', 'auto', 'Fast DDS profile of the node: auto (config/fastdds_large_images.xml when it helps: '
                             'large images from best-effort publishers), none, or an XML file'),
 )
+
+
+def _true(value: str) -> bool:
+    return value.lower() in ('true', '1', 'yes')
+
+
+def lifecycle_actions(node) -> list:
+    """Configure ``node`` at launch, and activate it once it is inactive."""
+    configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                            transition_id=Transition.TRANSITION_CONFIGURE))
+    activate = RegisterEventHandler(OnStateTransition(
+        target_lifecycle_node=node, goal_state='inactive',
+        entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                              transition_id=Transition.TRANSITION_ACTIVATE))]))
+    return [activate, configure]
 
 
 def parameter_files(params_file: str) -> list[Path]:
@@ -76,12 +101,17 @@ def launch_setup(context, *args, **kwargs):
     extra = overrides(value['checkpoint'], value['device'])
     if extra:
         parameters.append(extra)
+    managed = _true(value['lifecycle'])
     env, reason = dds_environment(value['dds_profile'])
-    actions = [LogInfo(msg=f'scenedino: {reason}'), Node(
-        package='scenedino_ros', executable='scenedino_node', name='scenedino', namespace=value['namespace'],
-        parameters=parameters, remappings=remappings(value['image'], value['camera_info']), output='screen',
-        emulate_tty=True, additional_env=env)]
-    if value['use_rviz'].lower() in ('true', '1', 'yes'):
+    node = (LifecycleNode if managed else Node)(
+        package='scenedino_ros', executable='scenedino_lifecycle_node' if managed else 'scenedino_node',
+        name='scenedino', namespace=value['namespace'], parameters=parameters,
+        remappings=remappings(value['image'], value['camera_info']), output='screen', emulate_tty=True,
+        additional_env=env)
+    actions = [LogInfo(msg=f'scenedino: {reason}'), node]
+    if managed and _true(value['autostart']):
+        actions += lifecycle_actions(node)
+    if _true(value['use_rviz']):
         actions.append(Node(package='rviz2', executable='rviz2', name='rviz2', arguments=['-d', str(RVIZ_CONFIG)],
                             output='screen'))
     return actions

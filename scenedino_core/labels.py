@@ -110,3 +110,10 @@ def sscbench_gt_to_ssc(gt: np.ndarray) -> np.ndarray:
     out = np.full(gt.shape, UNKNOWN, dtype=np.uint8)
     out[known] = SSCBENCH_GT_TO_SSC[gt[known]]
     return out
+
+
+def class_table(colors_rgb: tuple[int, ...] = ()) -> tuple[tuple[str, ...], np.ndarray]:
+    """SSC class names and (16, 3) uint8 colours (``colors_rgb``: 48 values overriding the SSCBench palette)."""
+    names = tuple(c.name for c in SSC_CLASSES)
+    palette = ssc_palette() if not colors_rgb else np.asarray(colors_rgb, dtype=np.uint8).reshape(len(names), 3)
+    return names, palette

@@ -10,7 +10,7 @@ input, exceptions and out of memory inside the model) are logged (throttled per 
 skipped; device memory is released after a failure, and the log and diagnostics turn ERROR after
 ``max_consecutive_failures`` failed frames in a row. Only startup errors (parameters, checkpoint, device) stop the
 node. The worker's per-frame work (conversion, camera pose, model, output messages) is ``scenedino_ros.outputs``,
-shared with ``scenedino-process-bag``.
+shared with ``scenedino-process-bag`` (``scenedino_ros.bag.process``).
 
 Every ROS callback (subscriptions, the diagnostics and QoS timers, parameter services) runs in one single-threaded
 executor and none of them waits for the worker, so while a frame runs (even one stuck longer than
@@ -23,6 +23,7 @@ transient local), ``~/semantic_points`` (PointCloud2), ``~/voxels`` (MarkerArray
 from __future__ import annotations
 
 import functools
+import gc
 import re
 import sys
 import threading
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -40,12 +42,14 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from scenedino_core.labels import class_table
+from scenedino_core.pipeline import Pipeline, PipelineError
+
 from . import messages, outputs, params
 from .conversions import CameraInfoError, ImageConversionError, camera_info_to_intrinsics, check_image, has_distortion
-from .faults import OUT_OF_MEMORY, FailureTracker, FrameWatch, release_device_memory
+from .faults import OUT_OF_MEMORY, FailureReport, FailureTracker, FrameWatch, release_device_memory
 from .frames import FrameError, FrameResolver
 from .input_qos import AdaptiveSubscription
-from .pipeline import Pipeline, PipelineError, class_table
 from .sync import LatencyWindow, LatestSlot, RateMeter, StampSync, unpaired_message
 
 #: Images may arrive this long (s) before the first CameraInfo without a warning.
@@ -104,26 +108,53 @@ class _Frame:
 
 
 class SceneDinoNode(Node):
-    """SceneDINO semantic occupancy from a monocular camera."""
+    """SceneDINO semantic occupancy from a monocular camera.
+
+    The plain node configures (parameters, model) and activates (publishers, subscriptions, worker) in its
+    constructor. ``scenedino_ros.lifecycle_node.SceneDinoLifecycleNode`` runs the same steps from lifecycle
+    transitions instead (``MANAGED``).
+    """
+
+    #: True: the constructor only declares the parameters; lifecycle transitions call configure/activate/...
+    MANAGED = False
 
     def __init__(self, node_name: str = "scenedino", *, pipeline: Any = None, **kwargs: Any):
         """``pipeline``: a ready ``Pipeline`` (or a stand-in with ``process``, ``device``, ``image_size``,
         ``describe`` and ``random_weights``, as the tests use); default: built from the parameters."""
         super().__init__(node_name, **kwargs)
+        self._given_pipeline = pipeline
+        self.pipeline: Pipeline | None = None
+        self._worker: threading.Thread | None = None
+        self._subscriptions_made: list[Any] = []
+        self.publishers_by_output: dict[str, Any] = {}
         try:
             params.declare(self)
+        except STARTUP_ERRORS as exc:
+            self.get_logger().fatal(f"cannot start: {exc}")
+            raise
+        if not self.MANAGED:
+            self.configure()
+            self.activate()
+
+    # ------------------------------------------------------------------ lifecycle steps
+    def configure(self) -> None:
+        """Read and check the parameters and load the model; raises one of ``STARTUP_ERRORS`` (logged)."""
+        try:
             self.p = params.read(self)
-            self.pipeline = pipeline if pipeline is not None else Pipeline(params.pipeline_config(self.p))
+            self.pipeline = (self._given_pipeline if self._given_pipeline is not None
+                             else Pipeline(outputs.pipeline_config(self.p)))
             self.class_names, self.palette = class_table(self.p.class_colors_rgb)
-            self.frames = FrameResolver(self.p.target_frame, params.static_camera_pose(self.p),
+            self.frames = FrameResolver(self.p.target_frame, outputs.static_camera_pose(self.p),
                                         tf_buffer=self._tf_buffer(), tf_timeout_s=self.p.tf_timeout_s)
         except STARTUP_ERRORS as exc:
+            self.pipeline = None
             self.get_logger().fatal(f"cannot start: {exc}")
             raise
         self._throttle = _Throttle(self.p.log_throttle_s)
         self.sync = StampSync(self.p.sync_queue_size, int(self.p.sync_max_stamp_diff_s * 1e9),
                               self.p.sync_use_latest_camera_info)
         self.slot: LatestSlot[_Frame] = LatestSlot()
+        self.slot.close()  # opened by activate
         self.input_rate, self.output_rate = RateMeter(), RateMeter()
         self.latency, self.processing = LatencyWindow(), LatencyWindow()
         self.counts = {"received": 0, "rejected": 0, "processed": 0, "failed": 0, "lost": 0, "infos_lost": 0}
@@ -135,14 +166,18 @@ class SceneDinoNode(Node):
         self._last_size: tuple[int, int] | None = None
         self._warned_distortion = False
         self._first_image: float | None = None
+        if self.pipeline.random_weights:
+            self.get_logger().warning("RANDOM WEIGHTS: no checkpoint given and allow_random_weights is set; the model "
+                                   "is untrained and its outputs are meaningless (testing only)")
+
+    def activate(self) -> None:
+        """Create the publishers and subscriptions, start the diagnostics timer and the inference worker."""
+        self.slot = LatestSlot()
         self._create_publishers()
         self._create_subscriptions()
         self._diag_timer = self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="scenedino_worker", daemon=True)
         self._worker.start()
-        if self.pipeline.random_weights:
-            self.get_logger().warning("RANDOM WEIGHTS: no checkpoint given and allow_random_weights is set; the model "
-                                   "is untrained and its outputs are meaningless (testing only)")
         g = self.pipeline.config.grid
         self.get_logger().info(
             f"ready: {self.pipeline.describe()} on {self.pipeline.device} ({self.p.precision}); grid "
@@ -150,6 +185,36 @@ class SceneDinoNode(Node):
             f"{self.p.target_frame or '<camera optical frame>'}"
             f"{' via TF' if self.frames.uses_tf else ''}; listening on {self._image_topic} and "
             f"{self._info_sub.topic_name}")
+
+    def deactivate(self) -> None:
+        """Stop processing: remove the subscriptions, publishers and timer; the worker finishes its frame and ends."""
+        for sub in self._subscriptions_made:
+            sub.destroy()  # the subscription and its QoS re-check timer
+        self._subscriptions_made = []
+        if getattr(self, "_diag_timer", None) is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        self._stop_worker()
+        for pub in [*self.publishers_by_output.values(), getattr(self, "pub_diag", None)]:
+            if pub is not None:
+                self.destroy_publisher(pub)
+        self.publishers_by_output = {}
+        self.pub_diag = None
+
+    def cleanup(self) -> None:
+        """Release the model (and the GPU memory it held)."""
+        device = self.pipeline.device if self.pipeline is not None else None
+        self.pipeline = None
+        gc.collect()
+        if device is not None and device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _stop_worker(self) -> None:
+        if hasattr(self, "slot"):
+            self.slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
 
     # ------------------------------------------------------------------ setup
     def _tf_buffer(self) -> Any:
@@ -200,6 +265,7 @@ class SceneDinoNode(Node):
         self._info_sub = AdaptiveSubscription(self, CameraInfo, "camera_info", self._on_info,
                                               depth=max(5, self.p.queue_depth), on_message_lost=self._on_info_lost,
                                               **common)
+        self._subscriptions_made = [self._image_sub, self._info_sub]
 
     # ------------------------------------------------------------------ logging
     def _count(self, key: str) -> None:
@@ -313,28 +379,31 @@ class SceneDinoNode(Node):
                 continue
             stamp = Time.from_msg(frame.image.header.stamp).nanoseconds
             self.watch.start(stamp)
+            failure = None
             try:
                 self._process(frame)
             except (ImageConversionError, CameraInfoError, FrameError) as exc:
                 self._reject(stamp, exc)
             except Exception as exc:  # the worker is the per-frame boundary: log, count, free memory, keep serving
-                self._frame_failed(stamp, exc)
+                self._count("failed")
+                failure = self.failures.failed(exc)
             else:
                 ended = self.failures.succeeded()
                 if ended >= self.p.max_consecutive_failures:
                     self.get_logger().info(f"frames are processed again after {ended} failed frames in a row")
             finally:
                 took = self.watch.finish()
-                if took > self.p.max_frame_s:
-                    self.get_logger().warning(f"frame at {stamp * 1e-9:.3f} s took {took:.1f} s (max_frame_s = "
-                                              f"{self.p.max_frame_s:g} s)")
+            del frame
+            if failure is not None:
+                # after the except block, so the exception's traceback no longer holds the frame's tensors
+                release_device_memory(getattr(self.pipeline, "device", None))
+                self._log_failure(stamp, failure)
+            if took > self.p.max_frame_s:
+                self.get_logger().warning(f"frame at {stamp * 1e-9:.3f} s took {took:.1f} s (max_frame_s = "
+                                          f"{self.p.max_frame_s:g} s)")
 
-    def _frame_failed(self, stamp: int, exc: Exception) -> None:
-        """A frame failed inside the model or the output stage: count, free device memory, log by kind."""
-        self._count("failed")
-        report = self.failures.failed(exc)
-        del exc  # the traceback holds the frame's tensors: let release_device_memory free them
-        release_device_memory(getattr(self.pipeline, "device", None))
+    def _log_failure(self, stamp: int, report: FailureReport) -> None:
+        """Log a failed frame by kind: WARN, or ERROR from ``max_consecutive_failures`` in a row (throttled)."""
         hint = ""
         if report.kind == OUT_OF_MEMORY:
             hint = ("; device memory released. Shrink the grid (grid.*), use precision: bf16 or a device with more "
@@ -437,9 +506,7 @@ class SceneDinoNode(Node):
                                                         level, message, values))
 
     def destroy_node(self) -> None:
-        if hasattr(self, "slot"):
-            self.slot.close()
-            self._worker.join(timeout=5.0)
+        self._stop_worker()
         super().destroy_node()
 
 

@@ -1,12 +1,13 @@
 """One paired camera frame -> pipeline inputs -> result -> output messages, without a node.
 
-The live node (``scenedino_ros.node``) and offline bag processing (``scenedino_ros.process_bag``) run exactly these
+The live node (``scenedino_ros.node``) and offline bag processing (``scenedino_ros.bag.process``) run exactly these
 functions, so a bag processed offline gives the messages the node would have published:
 
 * ``frame_input``: Image or CompressedImage + CameraInfo -> RGB array, intrinsics, stamp and camera frame;
 * ``infer``: camera pose for the frame (``FrameResolver``), then ``Pipeline.process``;
 * ``build_messages``: the ``FrameResult`` -> every enabled output message, keyed by the output's name relative to
-  the node (published as ``~/<name>``).
+  the node (published as ``~/<name>``);
+* ``pipeline_config`` and ``static_camera_pose``: the settings the parameters describe.
 
 Stamps of every output equal the input image's stamp; voxel outputs are in the resolved output frame, the rendered
 images in the camera frame.
@@ -23,11 +24,14 @@ from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from scenedino_core.labels import SSC_CLASSES
+from scenedino_core.pipeline import FrameResult, Pipeline, PipelineConfig
+from scenedino_core.voxels import VoxelGrid
+
 from . import messages
 from .conversions import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
-from .frames import FrameResolver
+from .frames import FrameResolver, camera_pose_from_rpy, rigid_matrix
 from .params import NodeParams
-from .pipeline import FrameResult, Pipeline
 
 #: Every output, by its name relative to the node (``~/<name>``), in publishing order.
 OUTPUT_NAMES = ("semantic_points", "occupancy", "voxels", "voxel_grid", "depth", "semantics")
@@ -124,7 +128,7 @@ def build_messages(r: FrameResult, stamp: Any, frame_id: str, camera_frame: str,
         frame_id: output frame of the voxel outputs (``infer``'s second value).
         camera_frame: frame of the rendered images (the input image's frame).
         p: node parameters (``publish.*``, ``markers.max_voxels``).
-        class_names: (16,) SSC class names (``pipeline.class_table``).
+        class_names: (16,) SSC class names (``scenedino_core.labels.class_table``).
         palette: (16, 3) uint8 class colours.
         outputs: names to build (default: all); a name must also be switched on in ``p``.
 
@@ -156,3 +160,23 @@ def build_messages(r: FrameResult, stamp: Any, frame_id: str, camera_frame: str,
     if "semantics" in wanted and p.publish_semantics and r.semantics is not None:
         out.append(("semantics", messages.rgb_image(image_header, palette[r.semantics])))
     return out
+
+
+def pipeline_config(p: NodeParams) -> PipelineConfig:
+    """The ``PipelineConfig`` these parameters describe."""
+    class_names = tuple(c.name for c in SSC_CLASSES)
+    return PipelineConfig(
+        grid=VoxelGrid(origin=tuple(p.grid_min_m), voxel_size=p.voxel_size_m, dims=p.grid_dims),
+        checkpoint=p.checkpoint, model_config=p.model_config, allow_random_weights=p.allow_random_weights,
+        device=p.device, precision=p.precision, mode=p.prediction_mode, density_threshold=p.density_threshold_per_m,
+        bev_min_height_m=p.occupancy_min_height_m, bev_max_height_m=p.occupancy_max_height_m,
+        ground_labels=tuple(class_names.index(n) for n in p.occupancy_ground_classes),
+        render_depth=p.publish_depth, render_semantics=p.publish_semantics, render_stride=p.render_stride_px,
+        debug_delay_ms=p.debug_inference_delay_ms)
+
+
+def static_camera_pose(p: NodeParams) -> np.ndarray:
+    """(4, 4) pose of the camera optical frame in the grid frame from ``camera_pose.*``."""
+    if p.camera_matrix:
+        return rigid_matrix(p.camera_matrix, "camera_pose.matrix")
+    return camera_pose_from_rpy(p.camera_xyz_m, p.camera_rpy_deg)

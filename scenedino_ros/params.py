@@ -6,9 +6,7 @@ read-only); ``read(node)`` / ``from_values(mapping)`` build the frozen dataclass
 cannot express (choices, array lengths, the grid box, class names). Any invalid value raises ``ParameterError``
 naming the parameter, so the node fails at startup with a useful message.
 
-Without ROS, ``load_params(files, overrides)`` reads the same YAML files (``/**: ros__parameters:`` or
-``<node name>: ros__parameters:``) and ``name:=value`` overrides into the ``NodeParams`` the node would get; offline
-tools (``scenedino-process-bag``) use it.
+Without ROS, ``scenedino_ros.params_file.load_params`` reads parameter files into the same ``NodeParams``.
 
 All parameters are read once at startup and are read-only afterwards. Units are in the names (``_m``, ``_deg``,
 ``_s``, ``_ms``, ``_px``, ``_per_m``).
@@ -19,12 +17,10 @@ import dataclasses
 import difflib
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
 
 from scenedino_core.labels import SSC_CLASSES
 from scenedino_core.semantics import PredictionMode
@@ -283,114 +279,6 @@ def validate(p: NodeParams) -> None:
 
 # ----------------------------------------------------------------------------- parameter files, without ROS
 
-class ParamsFileError(ValueError):
-    """A parameters file cannot be read or has no ``ros__parameters`` for the node."""
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _node_pattern(key: str) -> re.Pattern[str]:
-    """A params-file node key (``/**``, ``scenedino``, ``/ns/*``, ...) as a regex over fully qualified names."""
-    key = "/" + key.strip("/")
-    return re.compile(re.escape(key).replace(r"\*\*", ".*").replace(r"\*", "[^/]*"))
-
-
-def _entries(tree: Any, path: str, prefix: str = "") -> list[tuple[str, Mapping[str, Any]]]:
-    """(node key, ros__parameters mapping) of every entry in a params file, in file order; namespaces may nest."""
-    if not isinstance(tree, Mapping):
-        raise ParamsFileError(f"{path}: expected a mapping of node names to 'ros__parameters', got {tree!r:.80}")
-    entries = []
-    for key, value in tree.items():
-        if key == "ros__parameters":
-            if not isinstance(value, Mapping):
-                raise ParamsFileError(f"{path}: 'ros__parameters' of {prefix or '/'} is not a mapping")
-            entries.append((prefix or "/", value))
-        else:
-            entries += _entries(value, path, f"{prefix}/{str(key).strip('/')}")
-    return entries
-
-
-def read_params_file(path: str | Path, node_name: str = "scenedino") -> dict[str, Any]:
-    """The parameters a ROS 2 params file gives the node ``/<node_name>`` (what ``--params-file`` would set).
-
-    Entries are ``<node key>: ros__parameters: {...}`` with node keys such as ``/**``, ``scenedino``,
-    ``/scenedino`` or wildcard patterns (``*`` one name, ``**`` any); entries of other nodes are ignored, later
-    matching entries override earlier ones. Nested maps are flattened to dotted names as ROS does
-    (``grid: {voxel_size_m: 0.2}`` -> ``grid.voxel_size_m``). Values are checked one by one (type, range, choices,
-    length) but not combined: ``load_params`` validates the result.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ParamsFileError: not YAML, or no ``ros__parameters`` entry for the node.
-        ParameterError: an unknown parameter or a bad value; the message names the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"parameters file not found: {path}")
-    try:
-        tree = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ParamsFileError(f"{path}: not a readable YAML file ({exc})") from None
-    entries = _entries(tree or {}, str(path))
-    fq_name = "/" + node_name.strip("/")
-    matching = [params for key, params in entries if _node_pattern(key).fullmatch(fq_name)]
-    if not matching:
-        found = ", ".join(key for key, _ in entries) or "none"
-        raise ParamsFileError(f"{path}: no 'ros__parameters' for node {fq_name} (entries: {found}); use '/**:' or "
-                              f"'{node_name}:' as the top-level key")
-    values: dict[str, Any] = {}
-    for params in matching:
-        for name, value in _flatten(params).items():
-            try:
-                values[name] = check_value(name, value)
-            except ParameterError as exc:
-                raise ParameterError(name, f"{exc.problem} (in {path})") from None
-    return values
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``name:=value`` (as ``ros2 run ... -p``) -> (name, value); the value is parsed as YAML (``[1.0, 2.0]``,
-    ``true``, ``0.5``, ``text``). ``ValueError`` without ``:=``."""
-    name, sep, raw = text.partition(":=")
-    if not sep or not name.strip():
-        raise ValueError(f"parameter override {text!r} is not of the form name:=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ValueError(f"parameter override {text!r}: the value is not valid YAML ({exc})") from None
-    return name.strip(), value
-
-
-def load_params(files: Sequence[str | Path] = (), overrides: Sequence[str] = (),
-                node_name: str = "scenedino") -> NodeParams:
-    """``NodeParams`` from params files layered in order, then ``name:=value`` overrides; what the node started with
-    ``--ros-args --params-file f1 --params-file f2 -p name:=value`` would read.
-
-    Raises:
-        FileNotFoundError, ParamsFileError: a file cannot be used.
-        ParameterError: an unknown parameter or bad value (naming the file or the override) or an inconsistent
-            combination.
-        ValueError: a malformed override.
-    """
-    values: dict[str, Any] = {}
-    for f in files:
-        values.update(read_params_file(f, node_name))
-    for text in overrides:
-        name, value = parse_override(text)
-        try:
-            values[name] = check_value(name, value)
-        except ParameterError as exc:
-            raise ParameterError(name, f"{exc.problem} (in override {text!r})") from None
-    return from_values(values)
-
 
 # ----------------------------------------------------------------------------- rclpy side
 
@@ -449,26 +337,4 @@ def read(node: Any) -> NodeParams:
 
 # ----------------------------------------------------------------------------- derived settings
 
-def pipeline_config(p: NodeParams):
-    """The ``scenedino_ros.pipeline.PipelineConfig`` these parameters describe."""
-    from scenedino_core.voxels import VoxelGrid
 
-    from .pipeline import PipelineConfig
-
-    return PipelineConfig(
-        grid=VoxelGrid(origin=tuple(p.grid_min_m), voxel_size=p.voxel_size_m, dims=p.grid_dims),
-        checkpoint=p.checkpoint, model_config=p.model_config, allow_random_weights=p.allow_random_weights,
-        device=p.device, precision=p.precision, mode=p.prediction_mode, density_threshold=p.density_threshold_per_m,
-        bev_min_height_m=p.occupancy_min_height_m, bev_max_height_m=p.occupancy_max_height_m,
-        ground_labels=tuple(_CLASS_NAMES.index(n) for n in p.occupancy_ground_classes),
-        render_depth=p.publish_depth, render_semantics=p.publish_semantics, render_stride=p.render_stride_px,
-        debug_delay_ms=p.debug_inference_delay_ms)
-
-
-def static_camera_pose(p: NodeParams):
-    """(4, 4) pose of the camera optical frame in the grid frame from ``camera_pose.*``."""
-    from .frames import camera_pose_from_rpy, rigid_matrix
-
-    if p.camera_matrix:
-        return rigid_matrix(p.camera_matrix, "camera_pose.matrix")
-    return camera_pose_from_rpy(p.camera_xyz_m, p.camera_rpy_deg)

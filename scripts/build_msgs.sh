@@ -14,7 +14,7 @@
 #
 # The PyPI wheels have no tf2_msgs, so /tf and /tf_static (of bags, for scenedino-replay) could
 # not be published. Without a ROS 2 distribution ($ROS_DISTRO unset) and without an importable
-# tf2_msgs elsewhere, the minimal package ros_interfaces/tf2_msgs (TFMessage only, same type hash
+# tf2_msgs elsewhere, the minimal package third_party/tf2_msgs (TFMessage only, same type hash
 # and CDR layout as the real one) is built in build/tf2_msgs into the same DIR. It is skipped when
 # its inputs are unchanged (hash stamp in DIR/share/tf2_msgs) and never built over a sourced distro.
 #
@@ -153,7 +153,7 @@ fi
 log "scenedino_ros.msg importable (package path: $paths)"
 
 # tf2_msgs (TFMessage only) where neither a ROS 2 distribution nor another install provides it.
-TF2_SRC="$ROOT/ros_interfaces/tf2_msgs"
+TF2_SRC="$ROOT/third_party/tf2_msgs"
 TF2_STAMP="$PREFIX/share/tf2_msgs/scenedino_build.stamp"
 remove_own_tf2() {
   local site="$PREFIX/lib/python$PYVER/site-packages"

@@ -170,7 +170,7 @@ fi
 if [ "$ROS_WHEELS" = 1 ]; then
   step "messages + tf2_msgs (scripts/build_msgs.sh)"
   inputs=$(cat "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT/scripts/build_msgs.sh" \
-    "$ROOT"/ros_interfaces/tf2_msgs/{package.xml,CMakeLists.txt} "$ROOT"/ros_interfaces/tf2_msgs/msg/*.msg)
+    "$ROOT"/third_party/tf2_msgs/{package.xml,CMakeLists.txt} "$ROOT"/third_party/tf2_msgs/msg/*.msg)
   key=$(hash_of "$PYTAG" "$(cat "$STAMPS/ros")" "$inputs" "$ROOT")
   site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   if is_done msgs "$key" && [ -f "$site/_scenedino_ros_msgs.pth" ] && [ -d "$ROOT/build/ros_prefix/lib" ]; then

@@ -8,7 +8,7 @@ from mcap.reader import make_reader
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
-from scenedino_ros.bag_io import bag_writer, check_storage
+from scenedino_ros.bag.io import bag_writer, check_storage
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 

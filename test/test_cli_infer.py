@@ -92,3 +92,21 @@ def test_fixture_numbers_through_the_cli(official_v1_checkpoint, tmp_path):
     np.testing.assert_array_equal(res["invalid"], expected["point_invalid"])
     decided = expected["point_class_margin_stego_kmeans"] >= 1e-4
     np.testing.assert_array_equal(res["classes"][decided], expected["point_class_stego_kmeans"][decided])
+
+
+def test_help_imports_no_torch():
+    """--help is instant: argument parsing needs neither torch nor the model."""
+    import subprocess
+    import sys
+    code = ("import sys\nfrom scenedino_core.cli import infer\ntry:\n    infer.main(['--help'])\nexcept SystemExit:\n"
+            "    pass\nheavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'cv2'))\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--mode" in proc.stdout and "semantic head" in proc.stdout
+
+
+def test_mode_choices_are_the_prediction_modes():
+    from scenedino_core.cli.infer import MODES
+    from scenedino_core.semantics import PredictionMode
+    assert sorted(MODES) == sorted(m.value for m in PredictionMode) and MODES[0] == PredictionMode.STEGO_KMEANS.value

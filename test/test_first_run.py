@@ -37,8 +37,11 @@ from conftest import tiny_config, tiny_model  # noqa: E402
 from scenedino_core import visualize as viz  # noqa: E402
 from scenedino_core.checkpoint import save_checkpoint  # noqa: E402
 from scenedino_core.config import to_dict  # noqa: E402
-from scenedino_ros import first_run  # noqa: E402
-from scenedino_ros.foxglove_view import HOST, FoxgloveView, RawMessage, ros2msg_definition, type_name  # noqa: E402
+from scenedino_ros.bag.process import ProcessedFrame  # noqa: E402
+from scenedino_ros.cli import first_run as first_run_cli  # noqa: E402
+from scenedino_ros.demo import first_run, live_view  # noqa: E402
+from scenedino_ros.demo import pictures as demo_pictures  # noqa: E402
+from scenedino_ros.demo.foxglove_view import HOST, FoxgloveView, RawMessage, ros2msg_definition, type_name  # noqa: E402
 
 FRAMES = 3
 IMAGE_SIZE = "94x352"
@@ -196,7 +199,7 @@ def first(tmp_path_factory, checkpoint):
     text = io.StringIO()
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(text):
-        rc = first_run.main(["--out", str(out), "--frames", str(FRAMES), "--image-size", IMAGE_SIZE,
+        rc = first_run_cli.main(["--out", str(out), "--frames", str(FRAMES), "--image-size", IMAGE_SIZE,
                              "--checkpoint", str(checkpoint), "--no-progress", *[f"--param={p}" for p in COARSE]])
     return out, rc, text.getvalue(), time.perf_counter() - t0
 
@@ -231,7 +234,7 @@ def test_first_run_writes_bag_pictures_and_summary(first):
     assert (grid.info.width, grid.info.height) == (64, 64) and grid.header.frame_id == "camera_00_optical_frame"
 
     pictures = sorted((out / "pictures").glob("frame_*.png"))
-    assert [p.name for p in pictures] == sorted(f"frame_{i:04d}_{name}.png" for i in first_run.picture_indices(FRAMES)
+    assert [p.name for p in pictures] == sorted(f"frame_{i:04d}_{name}.png" for i in demo_pictures.picture_indices(FRAMES)
                                                for name in viz.FRAME_PICTURES)
     overview = out / "pictures" / "overview.png"
     assert str(overview) in text
@@ -258,7 +261,7 @@ def test_second_run_reuses_the_drive_and_streams_live(first, checkpoint):
         recorder.start()
         t0 = time.perf_counter()
         summary = first_run.run(out, FRAMES, checkpoint, image_size=(94, 352), overrides=COARSE, progress=False,
-                                on_frame=first_run.LiveStream(view, out / first_run.INPUT_BAG))
+                                on_frame=live_view.LiveStream(view, out / first_run.INPUT_BAG))
         print(f"second run: {time.perf_counter() - t0:.1f} s")
         recorder.wait_for(OUTPUT_TOPICS + INPUT_TOPICS)
         recorder.stop.set()
@@ -315,40 +318,40 @@ def test_random_weights_are_announced(tmp_path):
     text = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(text):
         mp.setattr(first_run, "DEMO_CHECKPOINT", missing)
-        rc = first_run.main(["--out", str(tmp_path / "out"), "--frames", "1", "--image-size", IMAGE_SIZE,
+        rc = first_run_cli.main(["--out", str(tmp_path / "out"), "--frames", "1", "--image-size", IMAGE_SIZE,
                              "--allow-random-weights", "--no-progress", f"--param=model_config:={config}",
                              *[f"--param={p}" for p in COARSE]])
     assert rc == 0, text.getvalue()
-    assert "#  RANDOM WEIGHTS" in text.getvalue() and f"done  --  {first_run.RANDOM_WARNING}" in text.getvalue()
+    assert "#  RANDOM WEIGHTS" in text.getvalue() and f"done  --  {demo_pictures.RANDOM_WARNING}" in text.getvalue()
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["random_weights"] is True
     assert (tmp_path / "out" / "pictures" / "overview.png").is_file()
 
 
 def test_missing_weights_are_an_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(first_run, "DEMO_CHECKPOINT", tmp_path / "no_demo.pt")
-    assert first_run.main(["--out", str(tmp_path / "out")]) == 2
+    assert first_run_cli.main(["--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "no_demo.pt" in err and "--allow-random-weights" in err
-    assert first_run.main(["--out", str(tmp_path / "out"), "--checkpoint", str(tmp_path / "gone.pt")]) == 2
+    assert first_run_cli.main(["--out", str(tmp_path / "out"), "--checkpoint", str(tmp_path / "gone.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err and not (tmp_path / "out").exists()
     with pytest.raises(SystemExit):
-        first_run.main(["--frames", "0"])
+        first_run_cli.main(["--frames", "0"])
 
 
 def test_titles_and_picture_frames():
     result = SimpleNamespace(timings_ms={"total": 812.4, "encode": 100.0, "voxels": 700.0, "render": 12.0})
-    frame = first_run.ProcessedFrame(stamp_ns=1_369_730_762_100_000_000, rgb=np.zeros((2, 2, 3), np.uint8),
+    frame = ProcessedFrame(stamp_ns=1_369_730_762_100_000_000, rgb=np.zeros((2, 2, 3), np.uint8),
                                      intrinsics=np.eye(3), result=result, frame_id="cam", camera_frame="cam",
                                      messages=[])
-    title = first_run.frame_title(1, 3, frame, "tiny 32x64 (tiny.pt)", random_weights=False)
+    title = demo_pictures.frame_title(1, 3, frame, "tiny 32x64 (tiny.pt)", random_weights=False)
     assert title.splitlines() == ["frame 2/3  |  stamp 1369730762.100 s  |  tiny 32x64 (tiny.pt)",
                                   "812 ms in the model (encode 100, voxels 700, render 12)"]
-    random_title = first_run.frame_title(1, 3, frame, "tiny", random_weights=True)
-    assert random_title.splitlines()[0] == first_run.RANDOM_WARNING
-    assert first_run.picture_indices(0) == ()
-    assert first_run.picture_indices(1) == (0,)
-    assert first_run.picture_indices(3) == (0, 1, 2)
-    assert first_run.picture_indices(20) == (0, 9, 19)
+    random_title = demo_pictures.frame_title(1, 3, frame, "tiny", random_weights=True)
+    assert random_title.splitlines()[0] == demo_pictures.RANDOM_WARNING
+    assert demo_pictures.picture_indices(0) == ()
+    assert demo_pictures.picture_indices(1) == (0,)
+    assert demo_pictures.picture_indices(3) == (0, 1, 2)
+    assert demo_pictures.picture_indices(20) == (0, 9, 19)
 
 
 # ----------------------------------------------------------------------------- the live view on its own

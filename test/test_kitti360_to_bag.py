@@ -21,8 +21,10 @@ from scipy.spatial.transform import Rotation
 
 from scenedino_core.data import kitti360 as k360
 from scenedino_core.data.synthetic import StreetConfig, StreetWorld, write_kitti360
-from scenedino_ros import kitti360_to_bag as k2b
-from scenedino_ros.kitti360_to_bag import FRAMES, TOPICS
+from scenedino_core.data import kitti360_raw
+from scenedino_ros.bag import kitti360 as k2b
+from scenedino_ros.bag.kitti360 import FRAMES, TOPICS
+from scenedino_ros.cli import kitti360_to_bag as k2b_cli
 
 SEQ = "2013_05_28_drive_0009_sync"
 FULL = (30, 96)  # (H, W) of the rectified images
@@ -55,9 +57,9 @@ def drive(tmp_path_factory, world) -> Path:
     write_kitti360(world, root, SEQ, FRAME_IDS, full_size=FULL, image_size=(16, 48), semantics=False, velodyne=True)
     poses = k360.poses_path(root / "data_poses", SEQ)
     poses.write_text("".join(ln + "\n" for ln in poses.read_text().splitlines() if int(ln.split()[0]) != UNPOSED))
-    for sensor, path in (("image_00", k2b.timestamps_path(root, SEQ, "image_00")),
-                         ("image_01", k2b.timestamps_path(root, SEQ, "image_01")),
-                         ("velodyne", k2b.velodyne_timestamps_path(root, SEQ))):
+    for sensor, path in (("image_00", kitti360_raw.timestamps_path(root, SEQ, "image_00")),
+                         ("image_01", kitti360_raw.timestamps_path(root, SEQ, "image_01")),
+                         ("velodyne", kitti360_raw.velodyne_timestamps_path(root, SEQ))):
         path.write_text("".join(stamp_text(expected_stamp(sensor, f)) + "\n" for f in FRAME_IDS))
     return root
 
@@ -234,7 +236,7 @@ def test_velodyne_points_equal_the_bin_files(converted, drive):
         assert [(fl.name, fl.offset, fl.datatype, fl.count) for fl in m.fields] == \
             [("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("intensity", 12, 7, 1)]
         assert m.point_step == 16 and m.row_step == 16 * m.width and m.height == 1 and not m.is_bigendian
-        expected = np.fromfile(k2b.velodyne_scan_path(drive, SEQ, f), dtype="<f4").reshape(-1, 4)
+        expected = np.fromfile(kitti360_raw.velodyne_scan_path(drive, SEQ, f), dtype="<f4").reshape(-1, 4)
         np.testing.assert_array_equal(np.frombuffer(bytes(m.data), "<f4").reshape(-1, 4), expected)
         assert m.width == len(expected) > 1000
 
@@ -318,7 +320,7 @@ def test_bad_poses_line_names_file_and_line(drive_copy, tmp_path):
 
 
 def test_missing_or_malformed_timestamps_name_the_file(drive_copy, tmp_path):
-    path = k2b.timestamps_path(drive_copy, SEQ, "image_01")
+    path = kitti360_raw.timestamps_path(drive_copy, SEQ, "image_01")
     path.write_text(path.read_text().replace(stamp_text(expected_stamp("image_01", 3)), "2013-05-28 8h46"))
     with pytest.raises(ValueError, match=r"image_01/timestamps.txt:4: expected"):
         k2b.convert(drive_copy, SEQ, tmp_path / "out_bag", progress=False)
@@ -329,7 +331,7 @@ def test_missing_or_malformed_timestamps_name_the_file(drive_copy, tmp_path):
 
 
 def test_missing_velodyne_timestamps_names_the_file(drive_copy, tmp_path):
-    k2b.velodyne_timestamps_path(drive_copy, SEQ).unlink()
+    kitti360_raw.velodyne_timestamps_path(drive_copy, SEQ).unlink()
     k2b.convert(drive_copy, SEQ, tmp_path / "ok_bag", progress=False)  # not needed without velodyne
     with pytest.raises(FileNotFoundError, match="velodyne_points/timestamps.txt"):
         k2b.convert(drive_copy, SEQ, tmp_path / "out_bag", velodyne=True, progress=False)
@@ -364,14 +366,14 @@ def test_all_frames_bad_is_an_error_and_writes_nothing(drive_copy, tmp_path):
 
 
 def test_missing_and_malformed_scans_are_left_out(drive_copy, tmp_path, caplog):
-    k2b.velodyne_scan_path(drive_copy, SEQ, 1).unlink()
-    k2b.velodyne_scan_path(drive_copy, SEQ, 4).write_bytes(b"\0" * 17)
-    stamps = k2b.velodyne_timestamps_path(drive_copy, SEQ)
+    kitti360_raw.velodyne_scan_path(drive_copy, SEQ, 1).unlink()
+    kitti360_raw.velodyne_scan_path(drive_copy, SEQ, 4).write_bytes(b"\0" * 17)
+    stamps = kitti360_raw.velodyne_timestamps_path(drive_copy, SEQ)
     stamps.write_text("".join(stamps.read_text().splitlines(keepends=True)[:5]))  # no line for frame 5
     with caplog.at_level(logging.WARNING, logger=k2b.__name__):
         summary = k2b.convert(drive_copy, SEQ, tmp_path / "out_bag", velodyne=True, progress=False)
     assert summary.scans_skipped == (1, 4, 5) and summary.frames_written == tuple(POSED)
-    assert str(k2b.velodyne_scan_path(drive_copy, SEQ, 4)) in caplog.text
+    assert str(kitti360_raw.velodyne_scan_path(drive_copy, SEQ, 4)) in caplog.text
     assert "2 frames written without a Velodyne scan" in caplog.text and ": 1, 5" in caplog.text
     assert [stamp_ns(m) for _, m in read_bag(tmp_path / "out_bag")[TOPICS.velodyne]] == \
         [expected_stamp("velodyne", f) for f in (0, 3)]
@@ -445,12 +447,12 @@ def test_bad_options_are_errors(drive, tmp_path):
 
 # ------------------------------------------------------------------------------------------- helpers
 def test_parse_timestamp_keeps_nanoseconds():
-    assert k2b.parse_timestamp("2013-05-28 08:46:02.880698602") == BASE_NS
-    assert k2b.parse_timestamp("2013-05-28 08:46:02.5\n") == 1369730762_500000000
-    assert k2b.parse_timestamp("1970-01-01 00:00:00") == 0
+    assert kitti360_raw.parse_timestamp("2013-05-28 08:46:02.880698602") == BASE_NS
+    assert kitti360_raw.parse_timestamp("2013-05-28 08:46:02.5\n") == 1369730762_500000000
+    assert kitti360_raw.parse_timestamp("1970-01-01 00:00:00") == 0
     for bad in ("2013-05-28T08:46:02.1", "2013-05-28 08:46:02.1234567890", "2013-05-28 08:46:02.12a", ""):
         with pytest.raises(ValueError):
-            k2b.parse_timestamp(bad)
+            kitti360_raw.parse_timestamp(bad)
 
 
 def test_frame_ranges():
@@ -472,22 +474,22 @@ def test_cli_end_to_end_and_error_exit(drive, tmp_path, capsys):
     out = tmp_path / "cli_bag"
     argv = [str(drive), "--sequence", SEQ, "--frames", "0:4", "--cameras", "00", "--velodyne", "--compressed",
             "jpeg", "--storage", "sqlite3", "--no-progress", str(out)]
-    assert k2b.main(argv) == 0
+    assert k2b_cli.main(argv) == 0
     text = capsys.readouterr().out
     assert f"wrote {out} (sqlite3)" in text and "3 frames" in text and "skipped 1 frames (no pose): 2" in text
     assert TOPICS.compressed("image_00") in text and TOPICS.velodyne in text
     assert set(read_bag(out)) == {TOPICS.tf_static, TOPICS.tf, TOPICS.camera_info("image_00"),
                                   TOPICS.compressed("image_00"), TOPICS.velodyne}
-    assert k2b.main(argv) == 2
+    assert k2b_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("scenedino-kitti360-to-bag: error: output exists") and "Traceback" not in err
     with pytest.raises(SystemExit) as exc:
-        k2b.main([str(drive), "--sequence", SEQ, "--cameras", "02", str(tmp_path / "x_bag")])
+        k2b_cli.main([str(drive), "--sequence", SEQ, "--cameras", "02", str(tmp_path / "x_bag")])
     assert exc.value.code == 2
 
 
 def test_console_script_runs_without_importing_rclpy(drive, tmp_path):
-    code = ("import sys; from scenedino_ros import kitti360_to_bag as m; "
+    code = ("import sys; from scenedino_ros.cli import kitti360_to_bag as m; "
             "assert 'rclpy' not in sys.modules, 'rclpy imported'; sys.exit(m.main(sys.argv[1:]))")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.run([sys.executable, "-c", code, str(drive / "nope"), "--sequence", SEQ,

@@ -37,11 +37,13 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from scenedino_core.images import synthetic_street_image  # noqa: E402
 from scenedino_core.labels import SSC_CLASSES  # noqa: E402
-from scenedino_ros import params  # noqa: E402
+from scenedino_ros import params, params_file  # noqa: E402
 from scenedino_ros.messages import CLOUD_DTYPE  # noqa: E402
 from scenedino_ros.msg import SemanticVoxelGrid  # noqa: E402
-from scenedino_ros.params import ParameterError, ParamsFileError, load_params  # noqa: E402
-from scenedino_ros.process_bag import BagError, camera_info_sibling, main, process_bag  # noqa: E402
+from scenedino_ros.params import ParameterError  # noqa: E402
+from scenedino_ros.params_file import ParamsFileError, load_params  # noqa: E402
+from scenedino_ros.bag.process import BagError, camera_info_sibling, process_bag  # noqa: E402
+from scenedino_ros.cli.process_bag import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_PARAMS = REPO / 'config' / 'scenedino.yaml'
@@ -121,7 +123,7 @@ def camera_records(frames, image_topic='/cam/image_raw', info_topic='/cam/camera
 
 def read_bag(path: Path) -> dict[str, list[tuple[int, object]]]:
     """topic -> [(bag time, rclpy message)] of every message in a bag."""
-    from scenedino_ros.process_bag import _message_class
+    from scenedino_ros.bag.process import _message_class
 
     out = defaultdict(list)
     with Reader(path) as reader:
@@ -500,7 +502,7 @@ def test_cli(tiny_checkpoint, tmp_path, capsys):
 # ----------------------------------------------------------------------------- parameter files without ROS
 
 def test_default_params_are_the_kitti360_drive():
-    from scenedino_ros.process_bag import default_params_files
+    from scenedino_ros.params_file import default_params_files
 
     assert default_params_files() == [REPO / 'config' / 'scenedino.yaml', REPO / 'config' / 'kitti360.yaml']
     p = load_params(default_params_files())
@@ -519,7 +521,7 @@ def test_params_files_layer_and_name_the_file(tmp_path):
     assert p.occupancy_ground_classes == ('road',) and p.camera_xyz_m == (1.0, 2.0, 3.0)
     ns = tmp_path / 'ns.yaml'
     ns.write_text('robot:\n  scenedino:\n    ros__parameters: {device: "cuda:1"}\n')
-    assert params.read_params_file(ns, 'robot/scenedino') == {'device': 'cuda:1'}
+    assert params_file.read_params_file(ns, 'robot/scenedino') == {'device': 'cuda:1'}
 
     bad = tmp_path / 'bad.yaml'
     bad.write_text('/**:\n  ros__parameters:\n    grid: {voxel_sise_m: 0.3}\n')
@@ -548,9 +550,9 @@ def test_params_files_layer_and_name_the_file(tmp_path):
 def test_kitti360_drive_converted_to_a_bag(tiny_checkpoint, tmp_path):
     """A synthetic KITTI-360 drive through scenedino-kitti360-to-bag (PNG CompressedImage), then processed with the
     default (KITTI-360) parameters on a small grid."""
-    k2b = pytest.importorskip('scenedino_ros.kitti360_to_bag', reason='scenedino_ros.kitti360_to_bag not present')
+    k2b = pytest.importorskip('scenedino_ros.bag.kitti360', reason='scenedino_ros.bag.kitti360 not present')
     from scenedino_core.data.synthetic import StreetConfig, StreetWorld, write_kitti360
-    from scenedino_ros.process_bag import default_params_files
+    from scenedino_ros.params_file import default_params_files
 
     seq = '2013_05_28_drive_0000_sync'
     write_kitti360(StreetWorld.generate(3, StreetConfig(num_frames=3)), tmp_path / 'kitti360', seq, [0, 1, 2],

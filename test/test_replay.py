@@ -1,7 +1,7 @@
 """scenedino-replay (bag -> live topics + /clock) with real rclpy, the minimal tf2_msgs of scripts/build_msgs.sh, and
 launch/kitti360_replay.launch.py against stub launch modules.
 
-Bags come from a tiny synthetic KITTI-360 drive converted by ``scenedino_ros.kitti360_to_bag`` (what users replay)
+Bags come from a tiny synthetic KITTI-360 drive converted by ``scenedino_ros.bag.kitti360`` (what users replay)
 and from small hand-written bags (sparse stamps for timing, a type nobody can import). Expected values are read back
 from the bag files with rosbags, independently of the player. Run through scripts/test.sh (DDS on loopback).
 Timing checks only compare runs with each other or with lower bounds that sleeping guarantees: no wall-clock upper
@@ -37,9 +37,10 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore  # noqa: E
 from rosgraph_msgs.msg import Clock  # noqa: E402
 
 from scenedino_core.data.synthetic import StreetConfig, StreetWorld, write_kitti360  # noqa: E402
-from scenedino_ros import kitti360_to_bag as k2b  # noqa: E402
-from scenedino_ros.replay import (Player, ReplayError, ReplayOptions, UnknownTypeError, main,  # noqa: E402
-                                  message_class, parse_remap, plan_channels, split_ros_args)
+from scenedino_ros.bag import kitti360 as k2b  # noqa: E402
+from scenedino_ros.bag.replay import (Player, ReplayError, ReplayOptions, UnknownTypeError,  # noqa: E402
+                                      message_class, parse_remap, plan_channels)
+from scenedino_ros.cli.replay import main, split_ros_args  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SEQ = '2013_05_28_drive_0009_sync'

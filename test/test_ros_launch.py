@@ -38,14 +38,26 @@ def _stub_modules():
     actions.DeclareLaunchArgument = type('DeclareLaunchArgument', (_Action,), {})
     actions.LogInfo = type('LogInfo', (_Action,), {})
     actions.OpaqueFunction = type('OpaqueFunction', (_Action,), {})
+    actions.EmitEvent = type('EmitEvent', (_Action,), {})
+    actions.RegisterEventHandler = type('RegisterEventHandler', (_Action,), {})
+    events = types.ModuleType('launch.events')
+    events.matches_action = lambda action: ('matches', action)
     substitutions = types.ModuleType('launch.substitutions')
     substitutions.LaunchConfiguration = _LaunchConfiguration
     launch_ros = types.ModuleType('launch_ros')
     ros_actions = types.ModuleType('launch_ros.actions')
     ros_actions.Node = type('Node', (_Action,), {})
-    launch.actions, launch.substitutions, launch_ros.actions = actions, substitutions, ros_actions
+    ros_actions.LifecycleNode = type('LifecycleNode', (_Action,), {})
+    handlers = types.ModuleType('launch_ros.event_handlers')
+    handlers.OnStateTransition = type('OnStateTransition', (_Action,), {})
+    ros_events = types.ModuleType('launch_ros.events')
+    lifecycle_events = types.ModuleType('launch_ros.events.lifecycle')
+    lifecycle_events.ChangeState = type('ChangeState', (_Action,), {})
+    launch.actions, launch.substitutions, launch.events, launch_ros.actions = actions, substitutions, events, ros_actions
     return {'launch': launch, 'launch.actions': actions, 'launch.substitutions': substitutions,
-            'launch_ros': launch_ros, 'launch_ros.actions': ros_actions}
+            'launch.events': events, 'launch_ros': launch_ros, 'launch_ros.actions': ros_actions,
+            'launch_ros.event_handlers': handlers, 'launch_ros.events': ros_events,
+            'launch_ros.events.lifecycle': lifecycle_events}
 
 
 @pytest.fixture
@@ -61,7 +73,7 @@ def launch_module(monkeypatch):
 
 def _run(module, **arguments):
     """generate_launch_description(), then the OpaqueFunction with the argument defaults + ``arguments``; returns
-    (declared arguments, the Node actions)."""
+    (declared arguments, the actions other than log lines)."""
     description = module.generate_launch_description()
     declared = [e for e in description.entities if type(e).__name__ == 'DeclareLaunchArgument']
     values = {e.args[0]: e.kwargs['default_value'] for e in declared}
@@ -69,7 +81,7 @@ def _run(module, **arguments):
     opaque = [e for e in description.entities if type(e).__name__ == 'OpaqueFunction']
     assert len(opaque) == 1
     context = types.SimpleNamespace(launch_configurations=values)
-    return declared, [a for a in opaque[0].kwargs['function'](context) if type(a).__name__ == 'Node']
+    return declared, [a for a in opaque[0].kwargs['function'](context) if type(a).__name__ != 'LogInfo']
 
 
 def _log_lines(module, **arguments):
@@ -86,7 +98,7 @@ def test_arguments(launch_module):
     declared, _ = _run(launch_module)
     names = [e.args[0] for e in declared]
     assert names == ['params_file', 'checkpoint', 'device', 'namespace', 'image', 'camera_info', 'use_rviz',
-                     'dds_profile']
+                     'lifecycle', 'autostart', 'dds_profile']
     assert all(e.kwargs['description'] for e in declared)
     defaults = {e.args[0]: e.kwargs['default_value'] for e in declared}
     assert defaults['image'] == 'image' and defaults['camera_info'] == 'camera_info' and defaults['use_rviz'] == 'false'
@@ -102,6 +114,25 @@ def test_default_node(launch_module):
     assert node['remappings'] == [('image', 'image'), ('camera_info', 'camera_info')]
     assert node['parameters'] == [str(REPO / 'config' / 'scenedino.yaml')]
     assert all(Path(p).is_file() for p in node['parameters'])
+
+
+def test_lifecycle_node_configured_and_activated(launch_module):
+    from lifecycle_msgs.msg import Transition
+    _, actions = _run(launch_module, lifecycle='true', namespace='robot1')
+    node, activate, configure = actions
+    assert type(node).__name__ == 'LifecycleNode'
+    assert (node.kwargs['executable'], node.kwargs['name'], node.kwargs['namespace']) == (
+        'scenedino_lifecycle_node', 'scenedino', 'robot1')
+    change = configure.kwargs['event']
+    assert change.kwargs['transition_id'] == Transition.TRANSITION_CONFIGURE
+    assert change.kwargs['lifecycle_node_matcher'] == ('matches', node)
+    handler = activate.args[0]
+    assert handler.kwargs['target_lifecycle_node'] is node and handler.kwargs['goal_state'] == 'inactive'
+    assert handler.kwargs['entities'][0].kwargs['event'].kwargs['transition_id'] == Transition.TRANSITION_ACTIVATE
+    _, manual = _run(launch_module, lifecycle='true', autostart='false')
+    assert [type(a).__name__ for a in manual] == ['LifecycleNode']
+    _, plain = _run(launch_module, autostart='false')
+    assert [type(a).__name__ for a in plain] == ['Node'] and plain[0].kwargs['executable'] == 'scenedino_node'
 
 
 def test_layering_remaps_and_rviz(launch_module, tmp_path):
@@ -179,9 +210,9 @@ def test_missing_params_file_is_named(launch_module):
 def test_installed_by_cmake():
     """CMakeLists.txt installs what launch_ros needs: the executable in lib/<pkg>, launch/ and config/ in share."""
     cmake = (REPO / 'CMakeLists.txt').read_text()
-    assert re.search(r'install\(PROGRAMS[^)]*scripts/scenedino_node[^)]*DESTINATION lib/\$\{PROJECT_NAME\}', cmake)
+    assert re.search(r'install\(PROGRAMS "\$\{_launcher\}" DESTINATION lib/\$\{PROJECT_NAME\}\)', cmake)
     assert re.search(r'install\(DIRECTORY launch config\s+DESTINATION share/\$\{PROJECT_NAME\}', cmake)
-    assert (REPO / 'scripts' / 'scenedino_node').read_text().startswith('#!/usr/bin/env python3')
+    assert "'scenedino_node = scenedino_ros.node:main'," in (REPO / 'setup.py').read_text()
 
 
 def test_rviz_layout_shows_every_output():

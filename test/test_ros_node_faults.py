@@ -26,9 +26,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from scenedino_core.images import synthetic_street_image  # noqa: E402
+from scenedino_core.pipeline import Pipeline, PipelineConfig  # noqa: E402
 from scenedino_core.voxels import VoxelGrid  # noqa: E402
 from scenedino_ros import node as node_module  # noqa: E402
-from scenedino_ros.pipeline import Pipeline, PipelineConfig  # noqa: E402
 
 H, W = 240, 320
 WAIT_S = 60.0  # generous: only a hang trips it

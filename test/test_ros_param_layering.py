@@ -13,6 +13,7 @@ import pytest
 rclpy = pytest.importorskip('rclpy', reason='rclpy is not installed (scripts/setup.sh installs the ROS 2 wheels)')
 
 from scenedino_ros import params  # noqa: E402
+from scenedino_ros.params_file import load_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = REPO / 'config' / 'scenedino.yaml'
@@ -52,11 +53,11 @@ def test_command_line_overrides_win_over_both_shipped_files():
 
 def test_files_layer_in_order_and_agree_with_the_offline_reader():
     p = node_params(files(BASE, KITTI))
-    assert p == params.load_params([BASE, KITTI])
+    assert p == load_params([BASE, KITTI])
     assert p.grid_dims == (256, 256, 32)
     overrides = ['grid.voxel_size_m:=0.4', 'camera_pose.xyz_m:=[0.0, 0.0, 2.0]']
     assert node_params(files(BASE, KITTI) + [a for o in overrides for a in ('-p', o)]) == \
-        params.load_params([BASE, KITTI], overrides)
+        load_params([BASE, KITTI], overrides)
 
 
 def test_one_file_and_node_name_keys(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from scenedino_ros import params
+from scenedino_ros import outputs, params
 from scenedino_ros.params import NodeParams, ParameterError, from_values
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_kitti360_specialisation():
     p = from_values({**base, **spec})
     assert p.grid_dims == (256, 256, 32)  # the SSCBench grid
     assert p.rectified
-    pose = params.static_camera_pose(p)
+    pose = outputs.static_camera_pose(p)
     assert pose[2, 3] == pytest.approx(1.553)
     optical_axis = pose[:3, 2]
     assert np.degrees(np.arcsin(-optical_axis[2])) == pytest.approx(5.04, abs=0.01)  # pitched down
@@ -85,10 +85,10 @@ def test_invalid_values_name_the_parameter(values, name, match):
 def test_derived_settings():
     p = from_values({'grid.voxel_size_m': 0.5, 'grid.min_m': [0.0, -4.0, -1.0], 'grid.max_m': [8.0, 4.0, 3.0],
                      'occupancy.ground_classes': ['road'], 'camera_pose.matrix': np.eye(4).ravel().tolist()})
-    cfg = params.pipeline_config(p)
+    cfg = outputs.pipeline_config(p)
     assert cfg.grid.dims == (16, 16, 8) and cfg.grid.origin == (0.0, -4.0, -1.0)
     assert cfg.ground_labels == (7,)
-    np.testing.assert_array_equal(params.static_camera_pose(p), np.eye(4))
+    np.testing.assert_array_equal(outputs.static_camera_pose(p), np.eye(4))
 
 
 # ----------------------------------------------------------------------------- with rclpy (ros_context: conftest)

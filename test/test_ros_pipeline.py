@@ -13,8 +13,9 @@ from conftest import tiny_config, tiny_model
 from scenedino_core import images, voxels
 from scenedino_core.config import to_dict
 from scenedino_ros import frames
-from scenedino_ros.pipeline import (FREE, OCCUPANCY_UNKNOWN, UNKNOWN, FrameResult, Pipeline, PipelineConfig,
-                                    PipelineError, bird_eye_view, class_table)
+from scenedino_core.labels import class_table
+from scenedino_core.pipeline import (FREE, OCCUPANCY_UNKNOWN, UNKNOWN, FrameResult, Pipeline, PipelineConfig,
+                                    PipelineError, bird_eye_view)
 from scenedino_ros.sync import LatencyWindow, LatestSlot, RateMeter, StampSync
 
 GRID = voxels.VoxelGrid(origin=(0.0, -6.0, -0.5), voxel_size=0.5, dims=(24, 24, 7))
@@ -41,7 +42,7 @@ def result(pipeline) -> FrameResult:
 
 def test_pipeline_imports_no_ros():
     import subprocess  # other test modules import rclpy: check in a fresh interpreter
-    code = 'import scenedino_ros.pipeline, scenedino_ros.sync, scenedino_ros.frames, sys; ' \
+    code = 'import scenedino_core.pipeline, scenedino_ros.sync, scenedino_ros.frames, sys; ' \
            'assert not [m for m in sys.modules if m.startswith(("rclpy", "sensor_msgs"))]'
     subprocess.run([sys.executable, '-c', code], check=True)
 

@@ -1,26 +1,27 @@
-"""``scenedino-infer``: offline SceneDINO inference on one image (points, rendered views, SSC voxel grid)."""
+"""``scenedino-infer``: offline SceneDINO inference on one image (points, rendered views, SSC voxel grid).
+
+A thin command over ``scenedino_core.pipeline.Pipeline``, the inference path the ROS node runs. torch and the model
+are imported only after the arguments are parsed, so ``--help`` is instant.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from .. import images as imgs
-from .. import visualize
-from ..files import atomic_path
-from ..checkpoint import load_model
-from ..config import SceneDINOConfig
-from ..labels import ssc_palette, train_palette
-from ..model import SceneDINO
-from ..semantics import PredictionMode
-from ..sscbench import grid as sscgrid
-from ..voxels import predict_voxels
+if TYPE_CHECKING:
+    from ..images import FittedImage
+    from ..pipeline import Pipeline
 
 _logger = logging.getLogger("scenedino-infer")
+
+#: Semantic prediction modes (``scenedino_core.semantics.PredictionMode`` values; listed here so that ``--help``
+#: needs no torch import). The default comes first.
+MODES = ("stego_kmeans", "stego_linear", "direct_kmeans", "direct_linear")
 
 RANDOM_BANNER = """
 #####################################################################################
@@ -42,11 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--random-weights", action="store_true", help="randomly initialised full-size model (testing)")
     p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                    help="pixel intrinsics of --image (default: KITTI-360 rectified camera 00 scaled to the image)")
-    p.add_argument("--mode", default=PredictionMode.STEGO_KMEANS.value, choices=[m.value for m in PredictionMode])
+    p.add_argument("--mode", default=MODES[0], choices=MODES,
+                   help="semantic head: stego_* classify the STEGO projection of the features, direct_* the "
+                        "features themselves; *_kmeans with the unsupervised cluster probe, *_linear with the linear "
+                        "probe (default: %(default)s)")
     p.add_argument("--points", type=Path, help="(N, 3) .npy of camera-frame points (x right, y down, z forward, m)")
     p.add_argument("--grid", action="store_true", help="predict the SSCBench 256x256x32 grid (KITTI-360 camera "
                                                        "mounting) and write ssc_labels / fov_mask + a BEV picture")
-    p.add_argument("--render", action="store_true", help="render depth, semantics and feature PCA of the input view")
+    p.add_argument("--render", action="store_true", help="render z-depth (m, along the optical axis), semantics "
+                                                         "and feature PCA of the input view")
     p.add_argument("--render-stride", type=int, default=1, help="render every n-th pixel (faster)")
     p.add_argument("--out", type=Path, default=Path("outputs/infer/result.npz"), help="output .npz")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -54,22 +59,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(args: argparse.Namespace) -> SceneDINO:
+def _pipeline(args: argparse.Namespace) -> Pipeline:
+    import torch
+
+    from ..pipeline import Pipeline, PipelineConfig
+    from ..sscbench.grid import SSCBENCH_GRID
+
     if args.random_weights:
         _logger.warning(RANDOM_BANNER)
         torch.manual_seed(args.seed)
-        return SceneDINO(SceneDINOConfig()).eval().to(args.device)
-    return load_model(args.checkpoint, device=args.device)
+    return Pipeline(PipelineConfig(grid=SSCBENCH_GRID, checkpoint=str(args.checkpoint or ""),
+                                   allow_random_weights=args.random_weights, device=args.device, mode=args.mode))
 
 
-def _input(args: argparse.Namespace, size: tuple[int, int]) -> imgs.FittedImage:
-    rgb = imgs.synthetic_street_image(size) if args.sample_image else imgs.read_rgb(args.image)
+def _input(args: argparse.Namespace, pipe: Pipeline) -> FittedImage:
+    from .. import images as imgs
+
+    rgb = imgs.synthetic_street_image(pipe.image_size) if args.sample_image else imgs.read_rgb(args.image)
     if args.intrinsics is not None:
         K = imgs.intrinsics_matrix(*args.intrinsics)
     else:
         K = imgs.kitti360_intrinsics(rgb.shape[:2])
         _logger.info("no --intrinsics: assuming KITTI-360 camera 00 scaled to %dx%d", rgb.shape[1], rgb.shape[0])
-    return imgs.fit_to_model(rgb, K, size)
+    return pipe.fit(rgb, K)
 
 
 def read_points(path: Path) -> np.ndarray:
@@ -85,37 +97,34 @@ def read_points(path: Path) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> dict[str, np.ndarray]:
-    model = _load(args)
-    fitted = _input(args, model.config.image_size)
-    mode = PredictionMode.parse(args.mode)
+    from .. import images as imgs
+    from .. import visualize
+    from ..labels import ssc_palette, train_palette
+    from ..sscbench import grid as sscgrid
+
+    pipe = _pipeline(args)
+    fitted = _input(args, pipe)
     out_dir = args.out.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, np.ndarray] = {"intrinsics": fitted.intrinsics, "mode": np.array(mode.value),
+    result: dict[str, np.ndarray] = {"intrinsics": fitted.intrinsics, "mode": np.array(pipe.mode.value),
                                      "random_weights": np.array(bool(args.random_weights))}
-    with torch.no_grad():
-        image = imgs.to_tensor_image(fitted.rgb).to(args.device)
-        volume = model.encode(image, torch.from_numpy(fitted.intrinsics))
-        if args.points is not None:
-            pts = torch.from_numpy(read_points(args.points))[None]
-            q = model.query(volume, pts, mode=mode)
-            result.update(sigma=q.sigma[0].cpu().numpy(), features=q.features[0].cpu().numpy(),
-                          invalid=q.outside[0].cpu().numpy(), classes=q.classes[0].cpu().numpy().astype(np.uint8))
-        pictures = {"input": fitted.rgb}
-        if args.render:
-            o, d, (h, w) = model.image_rays(volume, args.render_stride)
-            r = model.render(volume, o, d, mode=mode)
-            depth = r.depth[0].reshape(h, w).cpu().numpy()
-            classes = r.classes[0].reshape(h, w).cpu().numpy()
-            result.update(render_depth=depth, render_classes=classes.astype(np.uint8))
-            pictures.update(depth=visualize.colorize_depth(depth),
-                            semantics=visualize.colorize_labels(classes, train_palette()),
-                            features=visualize.pca_rgb(r.features[0].reshape(h, w, -1).cpu().numpy()))
-        if args.grid:
-            fov = sscgrid.fov_mask()
-            pred = predict_voxels(model, volume, sscgrid.voxel_centers_camera(), sscgrid.VOXEL_SIZE, mode=mode,
-                                  semantic_mask=fov)
-            result.update(ssc_labels=pred.labels, fov_mask=fov, sigma_grown=pred.sigma_grown)
-            pictures["bev"] = visualize.bev_image(pred.labels, ssc_palette(), in_view=fov)
+    frame = pipe.encode_fitted(fitted)
+    if args.points is not None:
+        q = pipe.query_points(frame, read_points(args.points))
+        result.update(sigma=q.sigma[0].cpu().numpy(), features=q.features[0].cpu().numpy(),
+                      invalid=q.outside[0].cpu().numpy(), classes=q.classes[0].cpu().numpy().astype(np.uint8))
+    pictures = {"input": fitted.rgb}
+    if args.render:
+        view = pipe.render(frame, args.render_stride, features=True)
+        result.update(render_depth=view.depth, render_classes=view.train_ids)
+        pictures.update(depth=visualize.colorize_depth(view.depth),
+                        semantics=visualize.colorize_labels(view.train_ids, train_palette()),
+                        features=visualize.pca_rgb(view.features))
+    if args.grid:
+        fov = sscgrid.fov_mask()
+        pred = pipe.predict(frame, centres=sscgrid.voxel_centers_camera(), semantic_mask=fov)
+        result.update(ssc_labels=pred.labels, fov_mask=fov, sigma_grown=pred.sigma_grown)
+        pictures["bev"] = visualize.bev_image(pred.labels, ssc_palette(), in_view=fov)
     _write_npz(args.out, result)
     for name, pic in pictures.items():
         imgs.write_rgb(out_dir / f"{args.out.stem}_{name}.png", pic)
@@ -127,6 +136,8 @@ def run(args: argparse.Namespace) -> dict[str, np.ndarray]:
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    from ..files import atomic_path
+
     with atomic_path(path) as tmp, tmp.open("wb") as f:
         np.savez_compressed(f, **arrays)
 
@@ -134,9 +145,11 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from ..pipeline import PipelineError
+
     try:
         result = run(args)
-    except (FileNotFoundError, ValueError) as exc:  # CheckpointError and ConfigError are ValueErrors
+    except (FileNotFoundError, ValueError, PipelineError) as exc:  # CheckpointError, ConfigError: ValueErrors
         print(f"scenedino-infer: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out} ({', '.join(sorted(result))})")

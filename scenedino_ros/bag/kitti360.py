@@ -1,4 +1,4 @@
-"""``scenedino-kitti360-to-bag``: a KITTI-360 drive (raw files) -> a rosbag2 (MCAP or sqlite3), without ROS.
+"""A KITTI-360 drive (raw files) -> a rosbag2 (MCAP or sqlite3), without ROS (``scenedino-kitti360-to-bag``).
 
 Messages are built and CDR-serialised with the ``rosbags`` typestore (ROS 2 Kilted definitions; the bytes are what
 rclpy would publish), so this module never imports rclpy and runs on machines without ROS. Read per frame::
@@ -41,12 +41,9 @@ an existing ``out`` is replaced only with ``overwrite``.
 """
 from __future__ import annotations
 
-import argparse
-import calendar
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -59,18 +56,18 @@ import numpy as np
 from rosbags.interfaces import Qos, QosDurability
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from scenedino_core.cli.preprocess_kitti360 import parse_frames
 from scenedino_core.data import kitti360 as k360
-from scenedino_core.data.kitti360_calib import read_cam_to_velo, read_perspective
+from scenedino_core.data.kitti360_calib import read_cam_to_velo
+from scenedino_core.data.kitti360_raw import (CameraCalibration, is_rgb8_png, read_camera_calibrations, read_image,
+                                              read_scan, read_timestamps, timestamps_path, velodyne_scan_path,
+                                              velodyne_timestamps_path)
 
-from .bag_io import STORAGES, bag_writer, check_storage, reliable_qos
-from .frames import matrix_to_xyz_quat
+from .io import bag_writer, check_storage, reliable_qos
+from ..frames import matrix_to_xyz_quat
 
 logger = logging.getLogger(__name__)
 
-PROG = "scenedino-kitti360-to-bag"
 #: Message definitions used to build and serialise every message (ROS 2 Kilted; tf2_msgs included).
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 CAMERAS: tuple[str, ...] = k360.PERSPECTIVE_CAMERAS
@@ -146,76 +143,6 @@ class ConversionSummary:
         return (self.end_ns - self.start_ns) / 1e9
 
 
-@dataclass(frozen=True)
-class CameraCalibration:
-    """Rectified camera model of one perspective camera: image (width, height) and (3, 4) float64 P."""
-
-    width: int
-    height: int
-    P: np.ndarray
-
-    @property
-    def K(self) -> np.ndarray:
-        """(3, 3) float64 intrinsics (P[:3, :3])."""
-        return self.P[:, :3].copy()
-
-
-# ------------------------------------------------------------------------------------------- reading files
-def timestamps_path(root: str | Path, sequence: str, camera: str) -> Path:
-    return Path(root) / "data_2d_raw" / sequence / camera / "timestamps.txt"
-
-
-def velodyne_timestamps_path(root: str | Path, sequence: str) -> Path:
-    return Path(root) / "data_3d_raw" / sequence / "velodyne_points" / "timestamps.txt"
-
-
-def velodyne_scan_path(root: str | Path, sequence: str, frame: int) -> Path:
-    return Path(root) / "data_3d_raw" / sequence / "velodyne_points" / "data" / f"{int(frame):010d}.bin"
-
-
-def parse_timestamp(text: str) -> int:
-    """``2013-05-28 08:46:02.880698602`` (UTC) -> int nanoseconds since the epoch, exact (no float on the way)."""
-    seconds, _, fraction = text.strip().partition(".")
-    if fraction and not (fraction.isascii() and fraction.isdigit() and len(fraction) <= 9):
-        raise ValueError(f"bad fraction of a second in {text.strip()!r}")
-    parsed = time.strptime(seconds, "%Y-%m-%d %H:%M:%S")
-    return calendar.timegm(parsed) * 10**9 + int(fraction.ljust(9, "0") or 0)
-
-
-def read_timestamps(path: str | Path) -> np.ndarray:
-    """(N,) int64 UTC ns, line i = frame i; blank lines are allowed only at the end."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"timestamps file not found: {path}")
-    stamps = []
-    for n, line in enumerate(path.read_text(errors="replace").rstrip().splitlines(), start=1):
-        try:
-            stamps.append(parse_timestamp(line))
-        except ValueError:
-            raise ValueError(f"{path}:{n}: expected 'YYYY-MM-DD HH:MM:SS.fffffffff', got {line.strip()[:60]!r}") \
-                from None
-    if not stamps:
-        raise ValueError(f"{path}: no timestamps")
-    return np.asarray(stamps, dtype=np.int64)
-
-
-def read_camera_calibrations(path: str | Path, cameras: Sequence[str]) -> dict[str, CameraCalibration]:
-    """``perspective.txt`` -> {camera: CameraCalibration} from ``S_rect_0X`` and ``P_rect_0X``."""
-    path = Path(path)
-    entries = read_perspective(path).entries
-    out = {}
-    for cam in cameras:
-        idx = cam.removeprefix("image_")
-        size, p = entries.get(f"S_rect_{idx}"), entries.get(f"P_rect_{idx}")
-        if size is None or size.size != 2 or np.any(size <= 0) or np.any(size != np.round(size)):
-            raise ValueError(f"{path}: S_rect_{idx} must be two positive integers, got "
-                             f"{None if size is None else size.tolist()}")
-        if p is None or p.size != 12:
-            raise ValueError(f"{path}: P_rect_{idx} must have 12 values, got {0 if p is None else p.size}")
-        out[cam] = CameraCalibration(width=int(size[0]), height=int(size[1]), P=p.reshape(3, 4))
-    return out
-
-
 def static_transforms(calibration_dir: str | Path, cameras: Sequence[str]) -> dict[str, np.ndarray]:
     """{child frame: (4, 4) float64 child -> base_link} for ``FRAMES.camera(c)`` of ``cameras`` and the Velodyne."""
     d = Path(calibration_dir)
@@ -247,36 +174,6 @@ def frame_ranges(frames: Iterable[int]) -> str:
         else:
             runs.append([f, f])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
-def _is_rgb8_png(data: bytes) -> bool:
-    """PNG signature, IHDR with bit depth 8 and colour type 2 (RGB)."""
-    return data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[24] == 8 and data[25] == 2
-
-
-def read_image(path: Path, calibration: CameraCalibration) -> tuple[np.ndarray, bytes]:
-    """(H, W, 3) uint8 BGR image and the file's bytes; ``FileNotFoundError`` / ``ValueError`` naming the file when it
-    is missing, undecodable or not the calibrated (``S_rect``) size."""
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    data = path.read_bytes()
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"{path} is not a readable image (corrupt or unsupported format)")
-    if bgr.shape[:2] != (calibration.height, calibration.width):
-        raise ValueError(f"{path} is {bgr.shape[1]}x{bgr.shape[0]}, calibration/perspective.txt (S_rect) says "
-                         f"{calibration.width}x{calibration.height}")
-    return bgr, data
-
-
-def read_scan(path: Path) -> np.ndarray:
-    """(N, 4) float32 Velodyne points; ``FileNotFoundError`` / ``ValueError`` (size not a multiple of 16 bytes)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"Velodyne scan not found: {path}")
-    data = path.read_bytes()
-    if len(data) % 16:
-        raise ValueError(f"{path}: {len(data)} bytes is not a whole number of float32 x 4 points")
-    return np.frombuffer(data, dtype="<f4").reshape(-1, 4)
 
 
 # ------------------------------------------------------------------------------------------------ messages
@@ -321,7 +218,7 @@ def image_message(stamp_ns: int, frame_id: str, bgr: np.ndarray) -> Any:
 
 def compressed_message(stamp_ns: int, frame_id: str, bgr: np.ndarray, png: bytes, fmt: str) -> Any:
     """``sensor_msgs/CompressedImage``: ``png`` (the file's bytes if 8-bit RGB, else re-encoded) or ``jpeg``."""
-    if fmt == "png" and _is_rgb8_png(png):
+    if fmt == "png" and is_rgb8_png(png):
         data = png
     else:
         params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if fmt == "jpeg" else []
@@ -526,62 +423,3 @@ def _write(bag: Path, root: Path, sequence: str, inputs: _Inputs, storage: str, 
                 frames_with_bad_image=tuple(bad_image), scans_skipped=tuple(sorted(scans_missing + scans_bad)),
                 message_counts=counts, start_ns=t0, end_ns=end_ns)
 
-
-# ------------------------------------------------------------------------------------------------------ CLI
-def parse_cameras(text: str) -> tuple[str, ...]:
-    """``"00,01"`` (or ``image_00,image_01``) -> ``("image_00", "image_01")``."""
-    names = tuple(f"image_{t.strip().removeprefix('image_')}" for t in text.split(",") if t.strip())
-    if not names or len(set(names)) != len(names) or not set(names) <= set(CAMERAS):
-        raise argparse.ArgumentTypeError(f"cameras must be distinct ids from 00,01, got {text!r}")
-    return names
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("root", type=Path, help="KITTI-360 root (calibration/, data_2d_raw/, data_poses/, data_3d_raw/)")
-    p.add_argument("out", type=Path, help="bag folder to create")
-    p.add_argument("--sequence", required=True, help="drive folder, e.g. 2013_05_28_drive_0009_sync")
-    p.add_argument("--frames", type=parse_frames, metavar="A:B", help="frame ids A..B-1 (either side may be empty)")
-    p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="rosbag2 storage (default mcap)")
-    p.add_argument("--compressed", nargs="?", const="png", choices=COMPRESSIONS,
-                   help="write CompressedImage instead of raw rgb8 (png if no format is given; write "
-                        "'--compressed png' when OUT follows directly)")
-    p.add_argument("--cameras", type=parse_cameras, default=CAMERAS, help="camera ids, comma separated (default 00,01)")
-    p.add_argument("--velodyne", action="store_true", help="also write the Velodyne scans")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def format_summary(s: ConversionSummary) -> str:
-    """Human-readable lines for the CLI."""
-    start = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s.start_ns // 10**9))
-    lines = [f"wrote {s.path} ({s.storage}) in {s.elapsed_s:.1f} s: {len(s.frames_written)} frames, "
-             f"{s.duration_s:.2f} s of data from {start}.{s.start_ns % 10**9:09d} UTC"]
-    for what, frames in (("no pose", s.frames_without_pose), ("bad image", s.frames_with_bad_image)):
-        if frames:
-            lines.append(f"skipped {len(frames)} frames ({what}): {frame_ranges(frames)}")
-    if s.scans_skipped:
-        lines.append(f"{len(s.scans_skipped)} frames without a Velodyne scan: {frame_ranges(s.scans_skipped)}")
-    width = max(len(t) for t in s.message_counts)
-    lines += [f"  {topic:<{width}}  {n:>7d}" for topic, n in s.message_counts.items()]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    try:
-        with logging_redirect_tqdm():
-            summary = convert(args.root, args.sequence, args.out, frames=args.frames, storage=args.storage,
-                              compressed=args.compressed, cameras=args.cameras, velodyne=args.velodyne,
-                              overwrite=args.overwrite, progress=not args.no_progress)
-    except (OSError, ValueError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    print(format_summary(summary))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``scenedino-process-bag``: run the node's pipeline over every image of a rosbag2 bag, offline, into a new bag.
+"""Run the node's pipeline over every image of a rosbag2 bag, offline, into a new bag (``scenedino-process-bag``).
 
 The input bag is read with ``rosbags``; its raw CDR is deserialised with ``rclpy.serialization`` into the message
 classes the node receives, images are paired with CameraInfo by stamp with the node's ``StampSync``, and every
@@ -15,17 +15,9 @@ beside it, then renamed).
 
 Offline there is no TF listener: with ``target_frame`` set, the camera pose comes from the ``camera_pose.*``
 parameters (what the live node does when ``tf2_ros`` is not installed).
-
-    scenedino-process-bag IN OUT [--checkpoint CKPT] [--params a.yaml ...] [--param name:=value ...]
-        [--image-topic T] [--camera-info-topic T] [--include-inputs] [--storage mcap|sqlite3] [--device DEV]
-
-Parameters default to ``config/scenedino.yaml`` + ``config/kitti360.yaml`` (a KITTI-360 drive), found beside the
-package (the repository's ``config/``, or ``share/scenedino_ros/config`` of an installed package).
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import importlib
 import json
 import logging
@@ -35,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +42,17 @@ from tqdm import tqdm
 
 from scenedino_core.labels import SSC_CLASSES
 
-from . import outputs
-from .bag_io import STORAGES, bag_writer, check_storage, reliable_qos
-from .conversions import CameraInfoError, ImageConversionError
-from .frames import FrameError, FrameResolver
-from .params import NodeParams, load_params, pipeline_config, static_camera_pose
-from .pipeline import FrameResult, Pipeline, class_table
-from .sync import StampSync
+from scenedino_core.labels import class_table
+from scenedino_core.pipeline import FrameResult, Pipeline
+
+from .. import outputs
+from ..conversions import CameraInfoError, ImageConversionError
+from ..frames import FrameError, FrameResolver
+from ..outputs import pipeline_config, static_camera_pose
+from ..params import NodeParams
+from ..sync import StampSync
+from .io import bag_writer, check_storage, reliable_qos
+from .summary import STAGES, BagSummary, SkippedFrame
 
 _logger = logging.getLogger(__name__)
 
@@ -69,7 +65,6 @@ CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 WARNINGS_PER_REASON = 5
 #: Reason recorded for images that never found a CameraInfo.
 UNPAIRED = "NoCameraInfo"
-STAGES = ("decode", "inference", "build", "write", "other")
 
 
 class BagError(RuntimeError):
@@ -93,127 +88,6 @@ class ProcessedFrame:
     """Frame of the input image (and of the rendered images)."""
     messages: list[tuple[str, Any]]
     """(output topic, rclpy message), in publishing order, as written to the bag."""
-
-
-@dataclass(frozen=True)
-class SkippedFrame:
-    """An input image that produced no outputs."""
-
-    stamp_ns: int
-    """Header stamp, or the bag time when the message could not be deserialised."""
-    reason: str
-    """Kind of problem: an exception name (``UnsupportedEncodingError``, ``CameraInfoError``, ...),
-    ``CorruptMessage`` or ``NoCameraInfo``."""
-    detail: str
-
-
-@dataclass(frozen=True)
-class BagSummary:
-    """What ``process_bag`` did: frames, time per stage, occupancy statistics."""
-
-    input_path: str
-    output_path: str
-    storage: str
-    image_topic: str
-    camera_info_topic: str
-    model: str
-    device: str
-    random_weights: bool
-    images: int
-    """Image messages read."""
-    camera_infos: int
-    """CameraInfo messages read (corrupt ones included)."""
-    frames_processed: int
-    skipped: tuple[SkippedFrame, ...]
-    setup_s: float
-    """Opening the bags and building the pipeline (model load)."""
-    wall_s: float
-    """The processing loop (everything after setup)."""
-    stage_s: Mapping[str, float]
-    """Seconds per stage (``STAGES``): decode (bag read + deserialisation + image conversion), inference (pose +
-    ``Pipeline.process``), build (output messages), write (serialisation + bag writes, input copies included),
-    other (the rest of the loop); they add up to ``wall_s``."""
-    occupied_voxels: tuple[int, ...]
-    """Occupied voxels of each processed frame."""
-    class_voxels: Mapping[str, int]
-    """Occupied voxels per SSC class over all frames."""
-    messages_written: Mapping[str, int]
-    """Messages per output topic (copied inputs included)."""
-    read_error: str = ""
-    """Why reading stopped before the end of the input bag (empty: read completely)."""
-
-    @property
-    def frames_skipped(self) -> int:
-        return len(self.skipped)
-
-    @property
-    def skip_reasons(self) -> dict[str, int]:
-        return dict(Counter(s.reason for s in self.skipped).most_common())
-
-    @property
-    def stage_share(self) -> dict[str, float]:
-        """Fraction of ``wall_s`` per stage (sums to 1)."""
-        return {k: (v / self.wall_s if self.wall_s > 0 else 0.0) for k, v in self.stage_s.items()}
-
-    @property
-    def mean_frame_ms(self) -> float:
-        """Loop time per processed frame (ms)."""
-        return self.wall_s / self.frames_processed * 1e3 if self.frames_processed else float("nan")
-
-    @property
-    def frames_per_s(self) -> float:
-        return self.frames_processed / self.wall_s if self.wall_s > 0 else float("nan")
-
-    def occupancy_stats(self) -> dict[str, float]:
-        """Mean, min, max of occupied voxels per frame (NaN without frames)."""
-        v = np.asarray(self.occupied_voxels, dtype=np.float64)
-        if v.size == 0:
-            return {"mean": float("nan"), "min": float("nan"), "max": float("nan")}
-        return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (``summary.json``)."""
-        d = dataclasses.asdict(self)
-        d.update(frames_skipped=self.frames_skipped, skip_reasons=self.skip_reasons, stage_share=self.stage_share,
-                 mean_frame_ms=self.mean_frame_ms, frames_per_s=self.frames_per_s,
-                 occupied_voxels_per_frame=self.occupancy_stats())
-        return d
-
-    def to_markdown(self) -> str:
-        """Human-readable summary (``summary.md``)."""
-        occ = self.occupancy_stats()
-        lines = [
-            "# scenedino-process-bag summary", "",
-            f"- input: `{self.input_path}` (images `{self.image_topic}`, CameraInfo `{self.camera_info_topic}`)",
-            f"- output: `{self.output_path}` ({self.storage}; "
-            f"{sum(self.messages_written.values())} messages on {len(self.messages_written)} topics)",
-            f"- model: {self.model} on {self.device}" + (" -- RANDOM WEIGHTS, outputs are meaningless"
-                                                        if self.random_weights else ""),
-            f"- frames: {self.images} images, {self.frames_processed} processed, {self.frames_skipped} skipped; "
-            f"{self.camera_infos} CameraInfo messages",
-        ]
-        if self.read_error:
-            lines.append(f"- **reading stopped early**: {self.read_error}")
-        if self.skipped:
-            lines += ["", "| skip reason | frames | first stamp (s) | first detail |", "|---|---|---|---|"]
-            for reason, n in self.skip_reasons.items():
-                first = next(s for s in self.skipped if s.reason == reason)
-                lines.append(f"| {reason} | {n} | {first.stamp_ns * 1e-9:.3f} | {first.detail} |")
-        lines += ["", f"Time: setup {self.setup_s:.2f} s, processing {self.wall_s:.2f} s = "
-                      f"{self.mean_frame_ms:.1f} ms per frame ({self.frames_per_s:.2f} frames/s)", "",
-                  "| stage | s | ms per frame | share |", "|---|---|---|---|"]
-        n = max(self.frames_processed, 1)
-        for stage, seconds in self.stage_s.items():
-            lines.append(f"| {stage} | {seconds:.3f} | {seconds / n * 1e3:.1f} | {self.stage_share[stage]:.1%} |")
-        lines += ["", f"Occupied voxels per frame: mean {occ['mean']:.1f}, min {occ['min']:.0f}, "
-                      f"max {occ['max']:.0f}", "", "| class | occupied voxels | share |", "|---|---|---|"]
-        total = max(sum(self.class_voxels.values()), 1)
-        for name, count in sorted(self.class_voxels.items(), key=lambda kv: -kv[1]):
-            if count:
-                lines.append(f"| {name} | {count} | {count / total:.1%} |")
-        lines += ["", "| output topic | messages |", "|---|---|"]
-        lines += [f"| `{topic}` | {count} |" for topic, count in self.messages_written.items()]
-        return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- topics and types
@@ -588,69 +462,4 @@ def process_bag(in_path: str | Path, out_path: str | Path, params: NodeParams, *
     return summary
 
 
-# ----------------------------------------------------------------------------- command line
 
-def default_params_files() -> list[Path]:
-    """``scenedino.yaml`` + ``kitti360.yaml`` from the repository's ``config/`` or an install's
-    ``share/scenedino_ros/config``; ``FileNotFoundError`` naming the places looked at."""
-    here = Path(__file__).resolve()
-    folders = [here.parents[1] / "config"] + [parent / "share" / "scenedino_ros" / "config"
-                                               for parent in here.parents[1:5]]
-    for folder in folders:
-        files = [folder / "scenedino.yaml", folder / "kitti360.yaml"]
-        if all(f.is_file() for f in files):
-            return files
-    raise FileNotFoundError("default parameter files scenedino.yaml + kitti360.yaml not found in "
-                            f"{', '.join(map(str, folders))}; pass --params")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="scenedino-process-bag", description="Run the SceneDINO node's processing "
-                                 "over every image of a rosbag2 bag, offline, into a new bag (topics /scenedino/*, "
-                                 "as the live node publishes them). Put IN and OUT before --params.")
-    ap.add_argument("input", type=Path, help="input rosbag2 bag (folder, .mcap or .db3)")
-    ap.add_argument("output", type=Path, help="output bag folder (must not exist); gets summary.json/.md too")
-    ap.add_argument("--checkpoint", help="SceneDINO checkpoint (sets the 'checkpoint' parameter); required unless "
-                                         "--param allow_random_weights:=true")
-    ap.add_argument("--params", nargs="+", type=Path, metavar="YAML",
-                    help="node parameter files, layered in order (default: config/scenedino.yaml "
-                         "config/kitti360.yaml, for a KITTI-360 drive)")
-    ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
-                    help="parameter override, as 'ros2 run ... -p' (repeatable)")
-    ap.add_argument("--image-topic", help="Image or CompressedImage topic (default: the bag's only one)")
-    ap.add_argument("--camera-info-topic", help="CameraInfo topic (default: camera_info beside the image topic)")
-    ap.add_argument("--include-inputs", action="store_true", help="copy every input topic into the output bag")
-    ap.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="output storage (default: mcap)")
-    ap.add_argument("--device", help="torch device, cpu | cuda | cuda:N (sets the 'device' parameter)")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return ap
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    overrides = list(args.param)
-    if args.checkpoint:
-        overrides.append(f"checkpoint:={json.dumps(args.checkpoint)}")
-    if args.device:
-        overrides.append(f"device:={args.device}")
-    try:
-        files = args.params if args.params is not None else default_params_files()
-        p = load_params(files, overrides, NODE_NAME)
-        if not p.checkpoint and not p.allow_random_weights:
-            print("scenedino-process-bag: error: --checkpoint is required (or --param allow_random_weights:=true "
-                  "to run an untrained model for testing)", file=sys.stderr)
-            return 2
-        summary = process_bag(args.input, args.output, p, image_topic=args.image_topic,
-                              info_topic=args.camera_info_topic, include_inputs=args.include_inputs,
-                              storage=args.storage, progress=not args.no_progress)
-    except (BagError, ValueError, OSError, RuntimeError) as exc:  # ParameterError, PipelineError, CheckpointError, ...
-        print(f"scenedino-process-bag: error: {exc}", file=sys.stderr)
-        return 1
-    print(summary.to_markdown())
-    print(f"wrote {args.output} (summary.json, summary.md inside)")
-    return 1 if summary.read_error else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

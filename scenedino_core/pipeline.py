@@ -1,9 +1,18 @@
-"""The ROS-free inference pipeline the node runs: RGB + intrinsics + camera pose -> everything the messages need.
+"""The one inference path: RGB + intrinsics + camera pose -> voxel grid, rendered views and output arrays.
 
-``Pipeline`` owns the model. ``process`` fits the image to the model input (``scenedino_core.images``), encodes it,
-queries the voxel grid with ``scenedino_core.voxels.predict_voxels`` (the same query as the SSCBench evaluation),
-optionally renders depth and semantics for the input view, and derives the output arrays (occupied voxel list,
-dense label/occupancy grids, bird's-eye view). Per-stage timings come with every result.
+``Pipeline`` owns the model and offers the stages every consumer composes:
+
+* ``encode``: fit the image to the model input (``scenedino_core.images.fit_to_model``: cover, then centre crop)
+  and encode it;
+* ``predict``: query a voxel grid with ``scenedino_core.voxels.predict_voxels`` (the same query as the SSCBench
+  evaluation);
+* ``render``: volume-render the input view: z-depth (metres along the optical axis), class ids and, on request, the
+  rendered features;
+* ``query_points``: density, features and classes at arbitrary camera-frame points.
+
+``process`` chains them for one camera frame and derives the output arrays (occupied voxel list, dense
+label/occupancy grids, bird's-eye view) with per-stage timings: the ROS node (``scenedino_ros``) and offline bag
+processing call it; ``scenedino-infer`` calls the stages directly.
 """
 from __future__ import annotations
 
@@ -18,13 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scenedino_core import images as core_images
-from scenedino_core import voxels
-from scenedino_core.checkpoint import load_model
-from scenedino_core.config import SceneDINOConfig, load_config
-from scenedino_core.labels import SSC_CLASSES, TRAINID_TO_SSC, ssc_palette
-from scenedino_core.model import SceneDINO
-from scenedino_core.semantics import PredictionMode
+from . import images as core_images
+from . import voxels
+from .checkpoint import load_model
+from .config import SceneDINOConfig, load_config
+from .labels import TRAINID_TO_SSC
+from .model import SceneDINO
+from .semantics import PredictionMode
+from .types import FeatureVolume, FieldOutput
 
 _logger = logging.getLogger(__name__)
 
@@ -41,7 +51,7 @@ class PipelineError(RuntimeError):
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """What the pipeline needs; ``scenedino_ros.params.NodeParams.pipeline_config`` fills it from parameters."""
+    """What the pipeline needs (the node fills it from its parameters: ``scenedino_ros.outputs.pipeline_config``)."""
 
     grid: voxels.VoxelGrid
     """The voxel box in the gravity-aligned grid frame (x forward, y left, z up)."""
@@ -63,6 +73,28 @@ class PipelineConfig:
     render_stride: int = 2
     debug_delay_ms: float = 0.0
     """TEST/DEBUG ONLY: extra sleep per frame, to emulate a slower model."""
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One image fitted to the model input and encoded."""
+
+    volume: FeatureVolume
+    """The model's feature volume (batch size 1, float32 features)."""
+    fitted: core_images.FittedImage
+    """The model input image and its pixel intrinsics."""
+
+
+@dataclass(frozen=True)
+class RenderedView:
+    """The model input view, volume-rendered at a pixel stride; arrays (h, w, ...) on the CPU."""
+
+    depth: np.ndarray
+    """(h, w) float32 z-depth (m, along the optical axis)."""
+    train_ids: np.ndarray | None
+    """(h, w) uint8 Cityscapes trainIds (0..18), or None when semantics were not asked for."""
+    features: np.ndarray | None
+    """(h, w, C) float32 rendered features, or None when not asked for."""
 
 
 @dataclass(frozen=True)
@@ -176,9 +208,75 @@ class Pipeline:
             self._centres_key = key
         return self._centres  # type: ignore[return-value]
 
+    def fit(self, rgb: np.ndarray, intrinsics: np.ndarray) -> core_images.FittedImage:
+        """Scale (H, W, 3) uint8 ``rgb`` to cover the model input, centre-crop it; (3, 3) ``intrinsics`` follow."""
+        return core_images.fit_to_model(rgb, intrinsics, self.image_size)
+
+    def encode(self, rgb: np.ndarray, intrinsics: np.ndarray) -> EncodedFrame:
+        """Fit one image to the model input (``fit``) and encode it (``encode_fitted``)."""
+        return self.encode_fitted(self.fit(rgb, intrinsics))
+
+    def encode_fitted(self, fitted: core_images.FittedImage) -> EncodedFrame:
+        """Encode an image already fitted to the model input."""
+        image = core_images.to_tensor_image(fitted.rgb).to(self.device)
+        K = torch.from_numpy(np.asarray(fitted.intrinsics, dtype=np.float64)).to(self.device)
+        with torch.inference_mode():
+            with self._autocast():  # bf16 for the ViT + decoder, the bulk of the work
+                volume = self.model.encode(image, K)
+            # queries run in float32: predict_voxels casts the query points to the features' dtype, and bf16 would
+            # round 50 m coordinates to 0.25 m
+            volume = dataclasses.replace(volume, features=volume.features.float())
+        return EncodedFrame(volume=volume, fitted=fitted)
+
+    def predict(self, frame: EncodedFrame, cam_from_grid: np.ndarray | None = None, *,
+                centres: np.ndarray | torch.Tensor | None = None,
+                semantic_mask: np.ndarray | None = None) -> voxels.VoxelPrediction:
+        """Occupancy and labels on the configured voxel grid (``config.grid``).
+
+        Args:
+            frame: from ``encode``.
+            cam_from_grid: (4, 4) grid frame -> camera optical frame; the camera-frame voxel centres are computed
+                from it (and cached while it does not change).
+            centres: (X, Y, Z, 3) camera-frame voxel centres given directly instead of ``cam_from_grid`` (the
+                SSCBench grid's exact float32 centres).
+            semantic_mask: (X, Y, Z) bool, voxels that may receive semantics (default: centre in the input view).
+        """
+        if (cam_from_grid is None) == (centres is None):
+            raise ValueError("give exactly one of cam_from_grid and centres")
+        points = self._camera_centres(cam_from_grid) if centres is None else torch.as_tensor(centres)
+        with torch.inference_mode():
+            return voxels.predict_voxels(self.model, frame.volume, points.to(self.device),
+                                         self.config.grid.voxel_size, mode=self.mode,
+                                         sigma_threshold=self.config.density_threshold, semantic_mask=semantic_mask)
+
+    def render(self, frame: EncodedFrame, stride: int = 1, *, semantics: bool = True,
+               features: bool = False) -> RenderedView:
+        """Volume-render every ``stride``-th pixel of the model input view.
+
+        Args:
+            frame: from ``encode``.
+            stride: pixel step of the rendered grid.
+            semantics: also predict class ids (``config.mode``).
+            features: also return the rendered (reduced) features.
+        """
+        with torch.inference_mode():
+            origins, dirs, (h, w) = self.model.image_rays(frame.volume, stride)
+            out = self.model.render(frame.volume, origins, dirs, mode=self.mode if semantics else None)
+            # distance along the unit ray -> z-depth (REP-118)
+            depth = (out.depth.float() * dirs[..., 2].float()).reshape(h, w).cpu().numpy().astype(np.float32)
+            train_ids = out.classes.reshape(h, w).cpu().numpy().astype(np.uint8) if semantics else None
+            feats = out.features[0].reshape(h, w, -1).float().cpu().numpy() if features else None
+        return RenderedView(depth=depth, train_ids=train_ids, features=feats)
+
+    def query_points(self, frame: EncodedFrame, points: np.ndarray) -> FieldOutput:
+        """Density, features and classes (``config.mode``) at (N, 3) camera-frame points; (1, N, ...) tensors."""
+        pts = torch.from_numpy(np.asarray(points, dtype=np.float32))[None].to(self.device)
+        with torch.inference_mode():
+            return self.model.query(frame.volume, pts, mode=self.mode)
+
     def process(self, rgb: np.ndarray, intrinsics: np.ndarray, cam_from_grid: np.ndarray,
                 out_from_grid: np.ndarray | None = None) -> FrameResult:
-        """Run the model on one image.
+        """Run the model on one camera frame: encode, voxel grid, rendered view, output arrays.
 
         Args:
             rgb: (H, W, 3) uint8 RGB image of any size (fitted to the model input: cover, then centre crop).
@@ -188,45 +286,28 @@ class Pipeline:
         """
         cfg = self.config
         t = {"start": time.perf_counter()}
-        fitted = core_images.fit_to_model(rgb, intrinsics, self.image_size)
+        fitted = self.fit(rgb, intrinsics)
         t["fit"] = time.perf_counter()
-        image = core_images.to_tensor_image(fitted.rgb).to(self.device)
-        K = torch.as_tensor(fitted.intrinsics, dtype=torch.float32, device=self.device)
+        frame = self.encode_fitted(fitted)
+        t["encode"] = time.perf_counter()
+        pred = self.predict(frame, cam_from_grid)
+        t["voxels"] = time.perf_counter()
         depth = semantics = None
-        with torch.inference_mode():
-            with self._autocast():  # bf16 for the ViT + decoder, the bulk of the work
-                volume = self.model.encode(image, K)
-            # queries run in float32: predict_voxels casts the query points to the features' dtype, and bf16 would
-            # round 50 m coordinates to 0.25 m
-            volume = dataclasses.replace(volume, features=volume.features.float())
-            t["encode"] = time.perf_counter()
-            pred = voxels.predict_voxels(self.model, volume, self._camera_centres(cam_from_grid), cfg.grid.voxel_size,
-                                         mode=self.mode, sigma_threshold=cfg.density_threshold)
-            t["voxels"] = time.perf_counter()
-            if cfg.render_depth or cfg.render_semantics:
-                depth, semantics = self._render(volume)
-            t["render"] = time.perf_counter()
+        if cfg.render_depth or cfg.render_semantics:
+            view = self.render(frame, cfg.render_stride, semantics=cfg.render_semantics)
+            depth = view.depth if cfg.render_depth else None
+            semantics = TRAINID_TO_SSC[view.train_ids] if view.train_ids is not None else None
+        t["render"] = time.perf_counter()
         if cfg.debug_delay_ms > 0:  # TEST/DEBUG ONLY
             time.sleep(cfg.debug_delay_ms / 1000.0)
             t["debug_delay"] = time.perf_counter()
         out_from_grid = np.asarray(cam_from_grid if out_from_grid is None else out_from_grid, dtype=np.float64)
-        result = self._outputs(pred, out_from_grid, depth, semantics, fitted.intrinsics)
+        result = self._outputs(pred, out_from_grid, depth, semantics, frame.fitted.intrinsics)
         t["outputs"] = time.perf_counter()
         names = list(t)
         timings = {name: (t[name] - t[prev]) * 1e3 for prev, name in zip(names, names[1:])}
         timings["total"] = (t["outputs"] - t["start"]) * 1e3
         return dataclasses.replace(result, timings_ms=timings)
-
-    def _render(self, volume) -> tuple[np.ndarray | None, np.ndarray | None]:
-        cfg = self.config
-        origins, dirs, (h, w) = self.model.image_rays(volume, cfg.render_stride)
-        out = self.model.render(volume, origins, dirs, mode=self.mode if cfg.render_semantics else None)
-        depth = semantics = None
-        if cfg.render_depth:  # distance along the unit ray -> z-depth (REP-118)
-            depth = (out.depth.float() * dirs[..., 2].float()).reshape(h, w).cpu().numpy().astype(np.float32)
-        if cfg.render_semantics:
-            semantics = TRAINID_TO_SSC[out.classes.reshape(h, w).cpu().numpy()]
-        return depth, semantics
 
     def _outputs(self, pred: voxels.VoxelPrediction, out_from_grid: np.ndarray, depth: np.ndarray | None,
                  semantics: np.ndarray | None, intrinsics: np.ndarray) -> FrameResult:
@@ -270,10 +351,3 @@ def bird_eye_view(labels: np.ndarray, in_view: np.ndarray, grid: voxels.VoxelGri
     blocking = (lab > 0) & ~np.isin(lab, np.asarray(ground_labels, dtype=lab.dtype))
     bev = np.where(blocking.any(axis=2), 100, np.where(seen.any(axis=2), 0, -1)).astype(np.int8)
     return np.ascontiguousarray(bev.T)
-
-
-def class_table(colors_rgb: tuple[int, ...] = ()) -> tuple[tuple[str, ...], np.ndarray]:
-    """SSC class names and (16, 3) uint8 colours (``colors_rgb``: 48 values overriding the SSCBench palette)."""
-    names = tuple(c.name for c in SSC_CLASSES)
-    palette = ssc_palette() if not colors_rgb else np.asarray(colors_rgb, dtype=np.uint8).reshape(len(names), 3)
-    return names, palette

@@ -1,0 +1,230 @@
+"""The first run (``scenedino-first-run``): the project end to end on a synthetic drive, with pictures.
+
+1. writes a short synthetic drive of the project's street world (``scenedino_core.data.synthetic``) as a real-format
+   KITTI-360 tree (``OUT/kitti360``; kept and reused when it is already there with the same settings);
+2. converts it to a rosbag2 MCAP bag (``OUT/drive``: both cameras, CameraInfo, Velodyne, ``/tf``, ``/tf_static``;
+   ``scenedino_ros.bag.kitti360``);
+3. runs the node's processing over camera 00 of that bag (``scenedino_ros.bag.process``, the node's parameters from
+   ``config/scenedino.yaml`` + ``config/kitti360.yaml``) into ``OUT/scenedino_outputs`` (MCAP, inputs included);
+4. draws pictures of a few frames (``OUT/pictures``: input, rendered depth, rendered semantics, bird's-eye
+   occupancy, 3D semantic voxels, one ``overview.png``) and writes ``OUT/summary.json``;
+5. with ``--viz``, streams every processed frame live to a Foxglove WebSocket server on 127.0.0.1
+   (``scenedino_ros.demo.live_view``).
+
+Weights: ``--checkpoint``, else the committed demo checkpoint (``checkpoints/scenedino_synthetic_demo.pt``); with
+neither, ``--allow-random-weights`` runs an untrained model, announced in the output and in every picture title.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scenedino_core.data.synthetic import FULL_SIZE, StreetConfig, StreetWorld, write_kitti360
+from scenedino_core.files import atomic_write_text
+
+from scenedino_core.pipeline import Pipeline
+
+from ..bag import kitti360
+from ..bag.process import ProcessedFrame, process_bag
+from ..outputs import pipeline_config
+from ..params import NodeParams, validate
+from ..params_file import default_params_files, load_params
+from .pictures import FramePictures, clear_pictures
+
+_logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+#: The demo checkpoint trained on the synthetic world (committed with the repository).
+DEMO_CHECKPOINT = REPO / "checkpoints" / "scenedino_synthetic_demo.pt"
+SEQUENCE = "2013_05_28_drive_0000_sync"
+#: Street of the synthetic drive: one the demo model never saw (its training street is seed 0, validation 1000).
+DRIVE_SEED = 2000
+CAMERA = "image_00"
+#: Folders inside ``--out``: the KITTI-360 drive, its bag, the processed bag, the pictures.
+DRIVE_DIR, INPUT_BAG, OUTPUT_BAG, PICTURES_DIR = "kitti360", "drive", "scenedino_outputs", "pictures"
+#: Settings file written last into the drive folder: its presence means the drive is complete.
+DRIVE_MARKER = "first_run_drive.json"
+
+
+@dataclass(frozen=True)
+class DriveSettings:
+    """What the synthetic drive is made of; equal settings mean an existing drive can be reused."""
+
+    seed: int
+    frames: int
+    image_size: tuple[int, int]
+    """(H, W) of the rectified perspective images."""
+    sequence: str = SEQUENCE
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a first run produced (printed by the CLI, also in ``summary.json``)."""
+
+    out: Path
+    drive: Path
+    drive_reused: bool
+    input_bag: Path
+    output_bag: Path
+    output_mcap: Path | None
+    pictures: tuple[Path, ...]
+    overview: Path | None
+    summary_json: Path
+    model: str
+    device: str
+    random_weights: bool
+    frames_processed: int
+    frames_skipped: int
+    mean_frame_ms: float
+    """Processing loop time per frame (bag I/O, model, messages, pictures)."""
+    mean_model_ms: dict[str, float]
+    """Mean ``FrameResult.timings_ms`` per stage."""
+
+
+# ----------------------------------------------------------------------------- steps
+
+def drive_is_complete(root: Path, settings: DriveSettings) -> bool:
+    """True when ``root`` holds a drive written with ``settings`` (marker present and equal, images there)."""
+    marker = root / DRIVE_MARKER
+    if not marker.is_file() or marker.read_text().strip() != settings.to_json():
+        return False
+    images = root / "data_2d_raw" / settings.sequence / CAMERA / "data_rect"
+    return all((images / f"{f:010d}.png").is_file() for f in range(settings.frames))
+
+
+def make_drive(root: Path, settings: DriveSettings, progress: bool = True) -> bool:
+    """Write the synthetic KITTI-360 drive into ``root`` unless it is already complete; True when reused.
+
+    A drive of other settings that this command wrote (it has the marker) is replaced.
+    """
+    if drive_is_complete(root, settings):
+        _logger.info("reusing the synthetic drive in %s", root)
+        return True
+    if (root / DRIVE_MARKER).is_file():
+        _logger.info("replacing the synthetic drive in %s (other settings)", root)
+        shutil.rmtree(root)
+    _logger.info("writing a synthetic KITTI-360 drive into %s: %d frames, images %dx%d (HxW)", root, settings.frames,
+                 *settings.image_size)
+    world = StreetWorld.generate(settings.seed, StreetConfig(num_frames=settings.frames))
+    write_kitti360(world, root, settings.sequence, range(settings.frames), full_size=settings.image_size,
+                   velodyne=True, progress=progress)
+    atomic_write_text(root / DRIVE_MARKER, settings.to_json() + "\n")
+    return False
+
+
+def mcap_files(bag: Path) -> list[Path]:
+    """The ``.mcap`` files of a rosbag2 folder (or the file itself)."""
+    return [bag] if bag.suffix == ".mcap" else sorted(bag.glob("*.mcap"))
+
+
+def _remove_output_bag(path: Path) -> None:
+    """Delete an earlier run's output bag; refuse anything that is not a rosbag2 folder."""
+    if not path.exists():
+        return
+    if not (path.is_dir() and (path / "metadata.yaml").is_file()):
+        raise FileExistsError(f"{path} exists and is not a rosbag2 folder; move it away or choose another --out")
+    shutil.rmtree(path)
+
+
+def node_params(checkpoint: Path | None, allow_random_weights: bool, device: str,
+                overrides: tuple[str, ...] = ()) -> NodeParams:
+    """The node's parameters for a KITTI-360 drive (``config/scenedino.yaml`` + ``kitti360.yaml``, then
+    ``name:=value`` ``overrides``) with these weights and device."""
+    p = load_params(default_params_files(), overrides)
+    p = dataclasses.replace(p, checkpoint=str(checkpoint) if checkpoint else "",
+                            allow_random_weights=allow_random_weights and checkpoint is None, device=device)
+    validate(p)
+    return p
+
+
+def choose_checkpoint(given: Path | None, allow_random_weights: bool) -> Path | None:
+    """``given``, else the demo checkpoint when present, else None (random weights, only if allowed).
+
+    Raises:
+        FileNotFoundError: ``given`` does not exist, or nothing is available and random weights are not allowed.
+    """
+    if given is not None:
+        if not given.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {given}")
+        return given
+    if DEMO_CHECKPOINT.is_file():
+        return DEMO_CHECKPOINT
+    if allow_random_weights:
+        return None
+    raise FileNotFoundError(f"the demo checkpoint {DEMO_CHECKPOINT} is not there: pass --checkpoint PATH, or "
+                            "--allow-random-weights to run an untrained model (outputs are meaningless)")
+
+
+def run(out: Path, frames: int, checkpoint: Path | None, *, allow_random_weights: bool = False, device: str = "cpu",
+        image_size: tuple[int, int] = FULL_SIZE, seed: int = DRIVE_SEED, overrides: tuple[str, ...] = (),
+        progress: bool = True, on_frame: Callable[[ProcessedFrame], None] | None = None) -> RunSummary:
+    """The first run (see the module docstring) into ``out``.
+
+    Args:
+        out: output folder.
+        frames: frames of the synthetic drive (>= 1).
+        checkpoint: SceneDINO checkpoint; None with ``allow_random_weights`` runs an untrained model.
+        device: torch device.
+        image_size: (H, W) of the synthetic camera images.
+        seed: seed of the synthetic world.
+        overrides: node parameter overrides, ``name:=value``.
+        progress: show progress bars.
+        on_frame: also called with every processed frame (e.g. a ``LiveStream``).
+
+    Raises:
+        FileNotFoundError, ValueError, BagError, PipelineError: unusable inputs or parameters.
+    """
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    settings = DriveSettings(seed=seed, frames=frames, image_size=tuple(image_size))
+    drive, input_bag, output_bag = out / DRIVE_DIR, out / INPUT_BAG, out / OUTPUT_BAG
+    p = node_params(checkpoint, allow_random_weights, device, overrides)
+    pipeline = Pipeline(pipeline_config(p))
+    model = pipeline.describe()
+
+    reused = make_drive(drive, settings, progress)
+    if not (reused and (input_bag / "metadata.yaml").is_file()):
+        _logger.info("converting the drive to a rosbag2 (MCAP) bag: %s", input_bag)
+        kitti360.convert(drive, settings.sequence, input_bag, storage="mcap", velodyne=True, overwrite=True,
+                                progress=progress)
+    _remove_output_bag(output_bag)
+    pictures_dir = out / PICTURES_DIR
+    clear_pictures(pictures_dir)
+    pictures = FramePictures(pictures_dir, p, frames, model, pipeline.random_weights)
+    timings: list[dict[str, float]] = []
+
+    def each_frame(frame: ProcessedFrame) -> None:
+        index = len(timings)
+        timings.append(dict(frame.result.timings_ms))
+        pictures(index, frame)
+        if on_frame is not None:
+            on_frame(frame)
+
+    summary = process_bag(input_bag, output_bag, p, image_topic=kitti360.TOPICS.image(CAMERA),
+                          include_inputs=True, storage="mcap", on_frame=each_frame, progress=progress,
+                          pipeline=pipeline)
+    stages = sorted({k for t in timings for k in t})
+    mean_model_ms = {k: float(np.mean([t.get(k, 0.0) for t in timings])) for k in stages}
+    mcaps = mcap_files(output_bag)
+    result = RunSummary(
+        out=out, drive=drive, drive_reused=reused, input_bag=input_bag, output_bag=output_bag,
+        output_mcap=mcaps[0] if mcaps else None, pictures=tuple(pictures.written), overview=pictures.overview,
+        summary_json=out / "summary.json", model=model, device=str(pipeline.device),
+        random_weights=pipeline.random_weights, frames_processed=summary.frames_processed,
+        frames_skipped=summary.frames_skipped, mean_frame_ms=summary.mean_frame_ms, mean_model_ms=mean_model_ms)
+    atomic_write_text(result.summary_json, json.dumps(
+        {**{k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()},
+         "pictures": [str(x) for x in result.pictures], "drive_settings": dataclasses.asdict(settings),
+         "frame_timings_ms": timings}, indent=2) + "\n")
+    return result
+

@@ -1,0 +1,89 @@
+"""The first run's live view: each processed frame and the input bag's messages since the previous one, streamed to
+a ``FoxgloveView``."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from rosbags.rosbag2 import Reader
+
+from ..bag.kitti360 import TOPICS
+from ..bag.process import ProcessedFrame
+from .first_run import CAMERA
+from .foxglove_view import FoxgloveView, RawMessage
+
+_logger = logging.getLogger(__name__)
+
+
+#: Input topics forwarded to the live view with each frame (/tf_static with every frame, for late viewers).
+VIEW_INPUT_TOPICS = (TOPICS.tf, TOPICS.image(CAMERA),
+                     TOPICS.camera_info(CAMERA), TOPICS.velodyne)
+
+
+class BagFeed:
+    """Raw input messages of a rosbag2 bag for the live view: everything on ``topics`` since the previous frame.
+
+    Args:
+        bag: the input bag (folder, or a ``.mcap`` / ``.db3`` file).
+        topics: topics to forward.
+    """
+
+    def __init__(self, bag: Path, topics: tuple[str, ...]):
+        self._bag = bag
+        self._topics = frozenset(topics)
+        self._last_ns = -1
+        self.static = self._read(frozenset({TOPICS.tf_static}), 0, None)
+
+    def _read(self, topics: frozenset[str], start_ns: int, stop_ns: int | None) -> list[tuple[int, RawMessage]]:
+        with Reader(self._bag) as reader:
+            conns = [c for c in reader.connections if c.topic in topics]
+            return [(t, RawMessage(c.topic, c.msgtype, c.msgdef.data, bytes(raw)))
+                    for c, t, raw in reader.messages(connections=conns, start=start_ns, stop=stop_ns)] if conns else []
+
+    def until(self, stamp_ns: int) -> list[tuple[int, RawMessage]]:
+        """(bag time, message) on the topics after the previous call's stamp, up to ``stamp_ns`` inclusive."""
+        out = self._read(self._topics, self._last_ns + 1, stamp_ns + 1)
+        self._last_ns = max(self._last_ns, stamp_ns)
+        return out
+
+
+class LiveStream:
+    """Streams processed frames to a live view (the ``on_frame`` hook of ``run``): per frame /tf_static (again, for
+    viewers that connect late), the input bag's messages since the previous frame, then the outputs.
+
+    Args:
+        view: the running view.
+        input_bag: the converted drive (opened at the first frame, when it exists).
+    """
+
+    def __init__(self, view: FoxgloveView, input_bag: Path):
+        self.view, self.input_bag = view, input_bag
+        self._feed: BagFeed | None = None
+        self.last: ProcessedFrame | None = None
+
+    def __call__(self, frame: ProcessedFrame) -> None:
+        if self._feed is None:
+            self._feed = BagFeed(self.input_bag, VIEW_INPUT_TOPICS)
+        output_topics = {topic for topic, _ in frame.messages}
+        for stamp, msg in self._feed.until(frame.stamp_ns):
+            if msg.topic not in output_topics:
+                self.view.publish_raw(msg, stamp)
+        self._send_outputs(frame)
+        self.last = frame
+
+    def _send_outputs(self, frame: ProcessedFrame) -> None:
+        for _, msg in self._feed.static if self._feed is not None else ():
+            self.view.publish_raw(msg, frame.stamp_ns)
+        for topic, msg in frame.messages:
+            self.view.publish(topic, msg, frame.stamp_ns)
+
+    def hold(self, period_s: float = 1.0) -> None:
+        """Re-send the last frame's outputs every ``period_s`` until Ctrl-C."""
+        try:
+            while True:
+                if self.last is not None:
+                    self._send_outputs(self.last)
+                time.sleep(period_s)
+        except KeyboardInterrupt:
+            _logger.info("live view stopped")
