@@ -85,3 +85,15 @@ def test_release_device_memory_on_cpu_and_unknown_devices():
     release_device_memory(torch.device('cpu'))
     release_device_memory(None)
     release_device_memory('cpu')
+
+
+def test_release_device_memory_empties_the_cuda_cache(monkeypatch):
+    """No GPU here: the CUDA calls are replaced, so the test checks that they are made for a CUDA device only."""
+    emptied = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'empty_cache', lambda: emptied.append(True))
+    release_device_memory(torch.device('cpu'))
+    assert emptied == []
+    release_device_memory(torch.device('cuda', 0))
+    release_device_memory('cuda:1')
+    assert emptied == [True, True]
