@@ -399,8 +399,8 @@ class SceneDinoNode(Node):
                 release_device_memory(getattr(self.pipeline, "device", None))
                 self._log_failure(stamp, failure)
             if took > self.p.max_frame_s:
-                self.get_logger().warning(f"frame at {stamp * 1e-9:.3f} s took {took:.1f} s (max_frame_s = "
-                                          f"{self.p.max_frame_s:g} s)")
+                self._warn("slow_frame", f"frame at {stamp * 1e-9:.3f} s took {took:.1f} s (max_frame_s = "
+                           f"{self.p.max_frame_s:g} s)")
 
     def _log_failure(self, stamp: int, report: FailureReport) -> None:
         """Log a failed frame by kind: WARN, or ERROR from ``max_consecutive_failures`` in a row (throttled)."""
@@ -452,7 +452,8 @@ class SceneDinoNode(Node):
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> tuple[str, str, dict[str, Any]]:
-        """(level, message, values) of the current state; never waits for the worker."""
+        """(level, message, values) of the current state; never waits for the worker. A frame running longer than
+        ``max_frame_s`` is also logged here (throttled), so the log says so while it runs."""
         p50, p95 = self.latency.percentiles(50, 95)
         q50, q95 = self.processing.percentiles(50, 95)
         running = self.watch.running()
