@@ -10,17 +10,24 @@ then configures and activates it, ``autostart:=false`` leaves it unconfigured fo
 Parameters are layered like nvblox's base + specialisation files: ``config/scenedino.yaml``, then ``params_file``
 (a path, or the name of a file in ``config/`` such as ``kitti360``), then the ``checkpoint`` / ``device`` arguments.
 Later entries win.
+
+The node alone gets ``FASTDDS_DEFAULT_PROFILES_FILE`` = ``config/fastdds_large_images.xml`` (``dds_profile:=auto``,
+the default) when that profile can help: Fast DDS is the middleware, no profile is set already, and
+``net.core.rmem_max`` is at least 4 MiB (``scenedino_ros.dds_profile``); the launch log says which and why.
 """
+import os
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
+
+from scenedino_ros.dds_profile import PROFILE_ENV, choose_profile, read_rmem_max
 
 #: share/scenedino_ros when installed, the repository root in a source checkout.
 SHARE = Path(__file__).resolve().parents[1]
@@ -40,6 +47,8 @@ ARGUMENTS = (
     ('use_rviz', 'false', 'Also start RViz with config/scenedino.rviz'),
     ('lifecycle', 'false', 'Start the managed (lifecycle) node scenedino_lifecycle_node instead of scenedino_node'),
     ('autostart', 'true', 'With lifecycle:=true: configure and activate the node at launch'),
+    ('dds_profile', 'auto', 'Fast DDS profile of the node: auto (config/fastdds_large_images.xml when it helps: '
+                            'large images from best-effort publishers), none, or an XML file'),
 )
 
 
@@ -80,6 +89,12 @@ def overrides(checkpoint: str, device: str) -> dict:
     return {k: v for k, v in (('checkpoint', checkpoint), ('device', device)) if v}
 
 
+def dds_environment(dds_profile: str) -> tuple[dict, str]:
+    """Extra environment of the node for the ``dds_profile`` argument, and the reason for the log."""
+    profile, reason = choose_profile(dds_profile, os.environ, read_rmem_max(), CONFIG)
+    return ({PROFILE_ENV: str(profile)} if profile else {}), reason
+
+
 def launch_setup(context, *args, **kwargs):
     value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     parameters = [str(p) for p in parameter_files(value['params_file'])]
@@ -87,11 +102,13 @@ def launch_setup(context, *args, **kwargs):
     if extra:
         parameters.append(extra)
     managed = _true(value['lifecycle'])
+    env, reason = dds_environment(value['dds_profile'])
     node = (LifecycleNode if managed else Node)(
         package='scenedino_ros', executable='scenedino_lifecycle_node' if managed else 'scenedino_node',
         name='scenedino', namespace=value['namespace'], parameters=parameters,
-        remappings=remappings(value['image'], value['camera_info']), output='screen', emulate_tty=True)
-    actions = [node]
+        remappings=remappings(value['image'], value['camera_info']), output='screen', emulate_tty=True,
+        additional_env=env)
+    actions = [LogInfo(msg=f'scenedino: {reason}'), node]
     if managed and _true(value['autostart']):
         actions += lifecycle_actions(node)
     if _true(value['use_rviz']):

@@ -36,6 +36,15 @@ class CameraInfoError(ValueError):
     """A CameraInfo message cannot provide usable intrinsics for an image."""
 
 
+#: Field of view (degrees, horizontal and vertical) a CameraInfo may describe; outside it no real pinhole camera
+#: (or rectified image) exists, and the intrinsics are a unit or scale mistake (fx in mm, a missing binning, ...).
+MIN_FOV_DEG, MAX_FOV_DEG = 1.0, 170.0
+#: Largest fx / fy ratio (either way) accepted: real pixels are close to square.
+MAX_PIXEL_ASPECT = 5.0
+#: How far the principal point may lie outside the image, in image widths / heights (cropped ROIs move it out).
+MAX_PRINCIPAL_POINT_OUTSIDE = 1.0
+
+
 def _bayer(code: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda raw: cv2.cvtColor(raw[..., 0], code)
 
@@ -185,8 +194,11 @@ def camera_info_to_intrinsics(info: Any, image_size: tuple[int, int] | None = No
         rectified: the images are rectified, so the intrinsics are the left 3x3 of P; otherwise K.
 
     Raises:
-        CameraInfoError: K (or P) all zero ("uncalibrated"), non-finite, fx/fy <= 0, wrong length, or a size that
-            does not match the image.
+        CameraInfoError: K (or P) all zero ("uncalibrated"), non-finite, wrong length, or not a camera matrix (last
+            row not [0, 0, 1], fx/fy <= 0 or far from square pixels); binning that does not divide the calibrated
+            size; a size that does not match the image; a field of view outside ``MIN_FOV_DEG``..``MAX_FOV_DEG``;
+            a principal point more than ``MAX_PRINCIPAL_POINT_OUTSIDE`` image sizes outside the image. Each
+            message names the values.
     """
     name = "P" if rectified else "K"
     raw = np.asarray(info.p if rectified else info.k, dtype=np.float64)
@@ -197,8 +209,14 @@ def camera_info_to_intrinsics(info: Any, image_size: tuple[int, int] | None = No
         raise CameraInfoError(f"CameraInfo {name} contains NaN or infinite values: {K.ravel().tolist()}")
     if not np.any(K):
         raise CameraInfoError(f"CameraInfo {name} is all zeros: the camera is uncalibrated")
+    if K[2].tolist() != [0.0, 0.0, 1.0]:
+        raise CameraInfoError(f"CameraInfo {name} is not a camera matrix: its last row must be [0, 0, 1] "
+                              f"({name}[2][2] = 1), got {K[2].tolist()}")
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise CameraInfoError(f"CameraInfo {name} needs fx, fy > 0, got fx={K[0, 0]} fy={K[1, 1]}")
+    if not 1 / MAX_PIXEL_ASPECT <= K[0, 0] / K[1, 1] <= MAX_PIXEL_ASPECT:
+        raise CameraInfoError(f"CameraInfo {name} has fx={K[0, 0]:g} and fy={K[1, 1]:g}: a pixel aspect ratio "
+                              f"fx/fy = {K[0, 0] / K[1, 1]:.3g} is beyond 1/{MAX_PIXEL_ASPECT:g}..{MAX_PIXEL_ASPECT:g}")
     bx, by = max(1, int(info.binning_x)), max(1, int(info.binning_y))
     roi = info.roi
     roi_w, roi_h = int(roi.width), int(roi.height)
@@ -210,6 +228,9 @@ def camera_info_to_intrinsics(info: Any, image_size: tuple[int, int] | None = No
     else:
         expect_w, expect_h = int(info.width), int(info.height)
     if bx > 1 or by > 1:
+        if expect_w > 0 and expect_h > 0 and (expect_w % bx or expect_h % by):
+            raise CameraInfoError(f"CameraInfo binning {bx}x{by} does not divide its {expect_w}x{expect_h} "
+                                  f"{'region of interest' if full else 'image size'}")
         K[0, :] /= bx
         K[1, :] /= by
         expect_w, expect_h = expect_w // bx, expect_h // by
@@ -217,7 +238,25 @@ def camera_info_to_intrinsics(info: Any, image_size: tuple[int, int] | None = No
         h, w = image_size
         if (expect_h, expect_w) != (h, w):
             raise CameraInfoError(f"CameraInfo is for {expect_w}x{expect_h} images but the image is {w}x{h}")
+    h, w = image_size if image_size is not None else (expect_h, expect_w)
+    if w > 0 and h > 0:
+        _check_plausible(K, w, h, name)
     return K
+
+
+def _check_plausible(K: np.ndarray, w: int, h: int, name: str) -> None:
+    """Field of view and principal point of pixel intrinsics ``K`` for a ``w`` x ``h`` image."""
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    for axis, size, f in (("horizontal", w, fx), ("vertical", h, fy)):
+        fov = math.degrees(2 * math.atan(size / (2 * f)))
+        if not MIN_FOV_DEG <= fov <= MAX_FOV_DEG:
+            raise CameraInfoError(f"CameraInfo {name} gives a {axis} field of view of {fov:.3g} deg ({size} px, "
+                                  f"focal length {f:g} px), outside {MIN_FOV_DEG:g}..{MAX_FOV_DEG:g} deg: focal "
+                                  "length in the wrong unit, or a wrong binning?")
+    m = MAX_PRINCIPAL_POINT_OUTSIDE
+    if not (-m * w <= cx <= (1 + m) * w and -m * h <= cy <= (1 + m) * h):
+        raise CameraInfoError(f"CameraInfo {name} puts the principal point at ({cx:g}, {cy:g}), far outside the "
+                              f"{w}x{h} image")
 
 
 def has_distortion(info: Any) -> bool:

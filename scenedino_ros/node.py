@@ -2,12 +2,19 @@
 
 Subscriptions (relative, remap them): ``image`` (sensor_msgs/Image) or, with ``input.transport: compressed``,
 ``<image>/compressed`` (sensor_msgs/CompressedImage; the remapped ``image`` name plus ``/compressed``, as
-image_transport does), and ``camera_info``; SensorData QoS with a reliability parameter. Callbacks only validate
-headers and pair by stamp (O(1)); a worker thread runs the model on the newest pair, so callbacks never block and
-frames that arrive while it is busy are dropped and counted. Per-frame errors are logged (throttled per kind) and
-the frame is skipped; only startup errors (parameters, checkpoint, device) stop the node. The worker's per-frame
-work (conversion, camera pose, model, output messages) is ``scenedino_ros.outputs``, shared with
-``scenedino-process-bag`` (``scenedino_ros.bag.process``).
+image_transport does), and ``camera_info``; SensorData QoS whose reliability follows the publishers'
+(``input.reliability: auto``, ``scenedino_ros.input_qos``); messages the middleware reports lost are counted.
+Callbacks only validate headers and pair by stamp (O(1)); a worker thread runs the model on the newest pair, so
+callbacks never block and frames that arrive while it is busy are dropped and counted. Per-frame errors (bad
+input, exceptions and out of memory inside the model) are logged (throttled per kind), counted and the frame is
+skipped; device memory is released after a failure, and the log and diagnostics turn ERROR after
+``max_consecutive_failures`` failed frames in a row. Only startup errors (parameters, checkpoint, device) stop the
+node. The worker's per-frame work (conversion, camera pose, model, output messages) is ``scenedino_ros.outputs``,
+shared with ``scenedino-process-bag`` (``scenedino_ros.bag.process``).
+
+Every ROS callback (subscriptions, the diagnostics and QoS timers, parameter services) runs in one single-threaded
+executor and none of them waits for the worker, so while a frame runs (even one stuck longer than
+``max_frame_s``, which the diagnostics report as it happens) the node keeps answering.
 
 Publications (private, stamped with the input image's stamp): ``~/occupancy`` (nav_msgs/OccupancyGrid, reliable +
 transient local), ``~/semantic_points`` (PointCloud2), ``~/voxels`` (MarkerArray), ``~/depth`` (32FC1),
@@ -31,7 +38,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
@@ -40,13 +47,19 @@ from scenedino_core.pipeline import Pipeline, PipelineError
 
 from . import messages, outputs, params
 from .conversions import CameraInfoError, ImageConversionError, camera_info_to_intrinsics, check_image, has_distortion
+from .faults import OUT_OF_MEMORY, FailureReport, FailureTracker, FrameWatch, release_device_memory
 from .frames import FrameError, FrameResolver
-from .sync import LatencyWindow, LatestSlot, RateMeter, StampSync
+from .input_qos import AdaptiveSubscription
+from .sync import LatencyWindow, LatestSlot, RateMeter, StampSync, unpaired_message
 
 #: Images may arrive this long (s) before the first CameraInfo without a warning.
 NO_CAMERA_INFO_GRACE_S = 2.0
 #: Errors that stop the node at startup (bad parameters, checkpoint, config or device).
 STARTUP_ERRORS = (ValueError, PipelineError, OSError)
+#: How often (s) ``input.reliability: auto`` re-checks the publishers' QoS.
+QOS_CHECK_PERIOD_S = 1.0
+#: Diagnostics stay WARN this long (s) after a failed frame or a message lost in transport.
+RECENT_PROBLEM_S = 60.0
 
 
 def _guarded(callback: Callable[..., None]) -> Callable[..., None]:
@@ -105,8 +118,11 @@ class SceneDinoNode(Node):
     #: True: the constructor only declares the parameters; lifecycle transitions call configure/activate/...
     MANAGED = False
 
-    def __init__(self, node_name: str = "scenedino", **kwargs: Any):
+    def __init__(self, node_name: str = "scenedino", *, pipeline: Any = None, **kwargs: Any):
+        """``pipeline``: a ready ``Pipeline`` (or a stand-in with ``process``, ``device``, ``image_size``,
+        ``describe`` and ``random_weights``, as the tests use); default: built from the parameters."""
         super().__init__(node_name, **kwargs)
+        self._given_pipeline = pipeline
         self.pipeline: Pipeline | None = None
         self._worker: threading.Thread | None = None
         self._subscriptions_made: list[Any] = []
@@ -125,7 +141,8 @@ class SceneDinoNode(Node):
         """Read and check the parameters and load the model; raises one of ``STARTUP_ERRORS`` (logged)."""
         try:
             self.p = params.read(self)
-            self.pipeline = Pipeline(outputs.pipeline_config(self.p))
+            self.pipeline = (self._given_pipeline if self._given_pipeline is not None
+                             else Pipeline(outputs.pipeline_config(self.p)))
             self.class_names, self.palette = class_table(self.p.class_colors_rgb)
             self.frames = FrameResolver(self.p.target_frame, outputs.static_camera_pose(self.p),
                                         tf_buffer=self._tf_buffer(), tf_timeout_s=self.p.tf_timeout_s)
@@ -140,8 +157,11 @@ class SceneDinoNode(Node):
         self.slot.close()  # opened by activate
         self.input_rate, self.output_rate = RateMeter(), RateMeter()
         self.latency, self.processing = LatencyWindow(), LatencyWindow()
-        self.counts = {"received": 0, "rejected": 0, "processed": 0, "failed": 0}
+        self.counts = {"received": 0, "rejected": 0, "processed": 0, "failed": 0, "lost": 0, "infos_lost": 0}
         self._counts_lock = threading.Lock()
+        self.failures = FailureTracker(self.p.max_consecutive_failures)
+        self.watch = FrameWatch()
+        self._last_lost: float | None = None
         self._last_timings: dict[str, float] = {}
         self._last_size: tuple[int, int] | None = None
         self._warned_distortion = False
@@ -169,7 +189,7 @@ class SceneDinoNode(Node):
     def deactivate(self) -> None:
         """Stop processing: remove the subscriptions, publishers and timer; the worker finishes its frame and ends."""
         for sub in self._subscriptions_made:
-            self.destroy_subscription(sub)
+            sub.destroy()  # the subscription and its QoS re-check timer
         self._subscriptions_made = []
         if getattr(self, "_diag_timer", None) is not None:
             self.destroy_timer(self._diag_timer)
@@ -228,20 +248,24 @@ class SceneDinoNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _create_subscriptions(self) -> None:
-        reliability = (ReliabilityPolicy.RELIABLE if self.p.reliability == "reliable"
-                       else ReliabilityPolicy.BEST_EFFORT)
-        sensor = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.p.queue_depth, reliability=reliability,
-                            durability=qos_profile_sensor_data.durability)
-        info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(5, self.p.queue_depth),
-                              reliability=reliability, durability=qos_profile_sensor_data.durability)
+        def log_qos(text: str) -> None:
+            self.get_logger().info(f"input QoS: {text}")
+
+        common = {"mode": self.p.reliability, "durability": qos_profile_sensor_data.durability,
+                  "on_change": log_qos, "check_period_s": QOS_CHECK_PERIOD_S}
         if self.p.image_transport == "compressed":  # like image_transport: '<remapped image>/compressed'
             topic = self.resolve_topic_name("image") + "/compressed"
-            sub = self.create_subscription(CompressedImage, topic, self._on_compressed, sensor)
+            self._image_sub = AdaptiveSubscription(self, CompressedImage, topic, self._on_compressed,
+                                                   depth=self.p.queue_depth, on_message_lost=self._on_image_lost,
+                                                   **common)
         else:
-            sub = self.create_subscription(Image, "image", self._on_image, sensor)
-        self._image_topic = sub.topic_name
-        self._info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_info, info_qos)
-        self._subscriptions_made = [sub, self._info_sub]
+            self._image_sub = AdaptiveSubscription(self, Image, "image", self._on_image, depth=self.p.queue_depth,
+                                                   on_message_lost=self._on_image_lost, **common)
+        self._image_topic = self._image_sub.topic_name
+        self._info_sub = AdaptiveSubscription(self, CameraInfo, "camera_info", self._on_info,
+                                              depth=max(5, self.p.queue_depth), on_message_lost=self._on_info_lost,
+                                              **common)
+        self._subscriptions_made = [self._image_sub, self._info_sub]
 
     # ------------------------------------------------------------------ logging
     def _count(self, key: str) -> None:
@@ -260,6 +284,32 @@ class SceneDinoNode(Node):
         # one throttle slot per kind of problem: the message with its numbers blanked out
         key = type(exc).__name__ + re.sub(r"[-+.\deE]+", "#", str(exc))
         self._warn(key, f"skipping frame at {stamp_ns * 1e-9:.3f} s: {type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ transport losses
+    def _on_image_lost(self, info: Any) -> None:
+        n = int(info.total_count_change)
+        with self._counts_lock:
+            self.counts["lost"] += n
+            total = self.counts["lost"]
+        self._last_lost = time.monotonic()
+        sub = self._image_sub
+        if sub.reliability == "reliable":
+            hint = "the subscription is reliable: the publisher gave up on them (its history is too short?)"
+        elif self.p.reliability == "best_effort" and "reliable" in sub.publisher_reliabilities():
+            hint = ("the publisher is reliable but input.reliability is best_effort: set it to auto (the default) "
+                    "so lost fragments get repaired")
+        else:
+            hint = ("large images from a best-effort publisher: run the node with the Fast DDS profile "
+                    "config/fastdds_large_images.xml (the launch file does, see docs/ros_node.md) or make the "
+                    "publisher reliable")
+        self._warn("lost_in_transport", f"{n} image(s) lost in transport on {self._image_topic} ({total} in all; "
+                   f"subscription {sub.reliability.replace('_', ' ')}): {hint}")
+
+    def _on_info_lost(self, info: Any) -> None:
+        with self._counts_lock:
+            self.counts["infos_lost"] += int(info.total_count_change)
+        self._warn("camera_info_lost", f"{int(info.total_count_change)} CameraInfo message(s) lost in transport on "
+                   f"{self._info_sub.topic_name}")
 
     # ------------------------------------------------------------------ callbacks (never block)
     @_guarded
@@ -292,21 +342,24 @@ class SceneDinoNode(Node):
             self._warn("no_camera_info", f"images arrive on {self._image_topic} but no CameraInfo has been received "
                        f"on {self._info_sub.topic_name} yet: check the camera_info remapping and that the driver "
                        "publishes it; images wait unprocessed")
-        unpaired = self.sync.unpaired_images
         pair = self.sync.add_image(stamp, (msg, size))
-        if self.sync.unpaired_images > unpaired and self.sync.infos_received:
-            newest = self.sync.newest_info_stamp_ns()
-            self._warn("unpaired", f"image at {stamp * 1e-9:.3f} s found no CameraInfo with a matching stamp "
-                       f"(newest CameraInfo: {newest * 1e-9 if newest else float('nan'):.3f} s); stamp both alike, or "
-                       "set sync.max_stamp_diff_s or sync.use_latest_camera_info")
+        self._warn_discarded()
         if pair is not None:
             self._submit(pair.stamp_ns, *pair.image, pair.info)
 
     @_guarded
     def _on_info(self, msg: CameraInfo) -> None:
         pair = self.sync.add_info(Time.from_msg(msg.header.stamp).nanoseconds, msg)
+        self._warn_discarded()
         if pair is not None:
             self._submit(pair.stamp_ns, *pair.image, pair.info)
+
+    def _warn_discarded(self) -> None:
+        """Warn (throttled) about images the pairing discarded without a CameraInfo, naming them."""
+        discarded = self.sync.take_discarded()
+        if discarded:
+            self._warn("unpaired", unpaired_message(discarded, self.sync.newest_info_stamp_ns(),
+                                                    self._info_sub.topic_name))
 
     def _submit(self, stamp: int, image: Any, size: tuple[int, int] | None, info: CameraInfo) -> None:
         K = None
@@ -325,14 +378,48 @@ class SceneDinoNode(Node):
             if frame is None:
                 continue
             stamp = Time.from_msg(frame.image.header.stamp).nanoseconds
+            self.watch.start(stamp)
+            failure = None
             try:
                 self._process(frame)
             except (ImageConversionError, CameraInfoError, FrameError) as exc:
                 self._reject(stamp, exc)
-            except Exception as exc:  # the worker is the per-frame boundary: log, count, keep serving
+            except Exception as exc:  # the worker is the per-frame boundary: log, count, free memory, keep serving
                 self._count("failed")
-                self._warn(f"failed:{type(exc).__name__}", f"frame at {stamp * 1e-9:.3f} s failed: "
-                           f"{type(exc).__name__}: {exc}")
+                failure = self.failures.failed(exc)
+            else:
+                ended = self.failures.succeeded()
+                if ended >= self.p.max_consecutive_failures:
+                    self.get_logger().info(f"frames are processed again after {ended} failed frames in a row")
+            finally:
+                took = self.watch.finish()
+            del frame
+            if failure is not None:
+                # after the except block, so the exception's traceback no longer holds the frame's tensors
+                release_device_memory(getattr(self.pipeline, "device", None))
+                self._log_failure(stamp, failure)
+            if took > self.p.max_frame_s:
+                self._warn("slow_frame", f"frame at {stamp * 1e-9:.3f} s took {took:.1f} s (max_frame_s = "
+                           f"{self.p.max_frame_s:g} s)")
+
+    def _log_failure(self, stamp: int, report: FailureReport) -> None:
+        """Log a failed frame by kind: WARN, or ERROR from ``max_consecutive_failures`` in a row (throttled)."""
+        hint = ""
+        if report.kind == OUT_OF_MEMORY:
+            hint = ("; device memory released. Shrink the grid (grid.*), use precision: bf16 or a device with more "
+                    "memory")
+        text = (f"frame at {stamp * 1e-9:.3f} s failed ({report.kind}): {report.text}; skipped it{hint} "
+                f"[{report.consecutive} in a row, {report.total} in all]")
+        if report.escalate:
+            key = "failed:escalated"
+            text = (f"{report.consecutive} frames in a row failed (max_consecutive_failures = "
+                    f"{self.p.max_consecutive_failures}); the latest: " + text)
+            ok, suppressed = self._throttle.ready(key)
+            if ok:
+                more = f" [{suppressed} similar message(s) suppressed]" if suppressed else ""
+                self.get_logger().error(text + more)
+        else:
+            self._warn(f"failed:{report.kind}:{report.text.split(':')[0]}", text)
 
     def _process(self, frame: _Frame) -> None:
         inp = outputs.frame_input(frame.image, frame.info, self.p, frame.intrinsics)
@@ -365,9 +452,12 @@ class SceneDinoNode(Node):
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> tuple[str, str, dict[str, Any]]:
-        """(level, message, values) of the current state."""
+        """(level, message, values) of the current state; never waits for the worker. A frame running longer than
+        ``max_frame_s`` is also logged here (throttled), so the log says so while it runs."""
         p50, p95 = self.latency.percentiles(50, 95)
         q50, q95 = self.processing.percentiles(50, 95)
+        running = self.watch.running()
+        last = self.failures.last
         values = {
             "input_rate_hz": self.input_rate.rate_hz(),
             "output_rate_hz": self.output_rate.rate_hz(),
@@ -379,19 +469,35 @@ class SceneDinoNode(Node):
             "frames_dropped": self.slot.dropped,
             "frames_rejected": self.counts["rejected"],
             "frames_failed": self.counts["failed"],
+            "consecutive_failures": self.failures.consecutive,
+            "last_failure": f"{last.kind}: {last.text}" if last else "",
+            "frame_running_s": running[1] if running else 0.0,
+            "frames_lost_in_transport": self.counts["lost"],
             "frames_unpaired": self.sync.unpaired_images,
             "camera_infos_received": self.sync.infos_received,
+            "camera_infos_lost_in_transport": self.counts["infos_lost"],
+            "input_reliability": self._image_sub.reliability,
             "device": str(self.pipeline.device), "precision": self.p.precision,
             "model": self.pipeline.describe(), "checkpoint": self.p.checkpoint or "<none>",
             "random_weights": self.pipeline.random_weights,
             "stage_ms": " ".join(f"{k}={v:.1f}" for k, v in self._last_timings.items()),
         }
+        if running and running[1] > self.p.max_frame_s:
+            message = (f"frame at {running[0] * 1e-9:.3f} s has been running for {running[1]:.1f} s (max_frame_s = "
+                       f"{self.p.max_frame_s:g} s): model stuck?")
+            self._warn("stuck", message)
+            return "error", message, values
+        if last and self.failures.consecutive >= self.p.max_consecutive_failures:
+            return "error", f"{self.failures.consecutive} frames in a row failed; last: {last.kind}", values
         if self.pipeline.random_weights:
             return "warn", "RANDOM WEIGHTS: untrained model, outputs are meaningless", values
         if self.counts["received"] and not self.sync.infos_received:
             return "warn", "images but no CameraInfo received", values
-        if self.counts["failed"]:
-            return "warn", f"{self.counts['failed']} frame(s) failed", values
+        since = self.failures.seconds_since_last()
+        if last and (self.failures.consecutive or since < RECENT_PROBLEM_S):
+            return "warn", f"{self.failures.total} frame(s) failed, the last {since:.0f} s ago: {last.kind}", values
+        if self._last_lost is not None and time.monotonic() - self._last_lost < RECENT_PROBLEM_S:
+            return "warn", f"{self.counts['lost']} image(s) lost in transport", values
         return "ok", "running", values
 
     def _publish_diagnostics(self) -> None:

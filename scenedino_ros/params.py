@@ -117,8 +117,10 @@ class NodeParams:
                               "compressed: to '<image>/compressed' (sensor_msgs/CompressedImage, "
                               "the remapped image topic + /compressed).",
                               choices=("raw", "compressed"))
-    reliability: str = _p("input.reliability", "best_effort", "QoS reliability of the image and camera_info "
-                          "subscriptions (SensorData QoS otherwise).", choices=("best_effort", "reliable"))
+    reliability: str = _p("input.reliability", "auto", "QoS reliability of the image and camera_info "
+                          "subscriptions (SensorData QoS otherwise). auto: reliable when every publisher of the "
+                          "topic offers reliable, else best effort; re-checked every second.",
+                          choices=("auto", "best_effort", "reliable"))
     queue_depth: int = _p("input.queue_depth", 2, "QoS depth of the input subscriptions.", min=1, max=100)
     rectified: bool = _p("input.rectified", False, "Images are rectified: intrinsics from CameraInfo P, else K.")
     max_megapixels: float = _p("input.max_megapixels", 40.0, "Reject larger input images.", min=0.01, max=1000.0)
@@ -143,6 +145,12 @@ class NodeParams:
                                           lengths=(0, 16), array_type=float)
     default_camera_frame: str = _p("default_camera_frame", "camera_optical_frame", "Frame id used when images "
                                    "arrive with an empty header.frame_id.")
+    # ---- failures
+    max_consecutive_failures: int = _p("max_consecutive_failures", 5, "Failed frames in a row (exceptions, out of "
+                                       "memory) after which the node logs ERROR and its diagnostics level is ERROR.",
+                                       min=1, max=1_000_000)
+    max_frame_s: float = _p("max_frame_s", 30.0, "A frame still running after this long (s) is reported in the "
+                            "diagnostics (ERROR) and the log while it runs.", min=0.01, max=86400.0)
     # ---- housekeeping
     diagnostics_period_s: float = _p("diagnostics.period_s", 1.0, "Period of /diagnostics (s).", min=0.1, max=60.0)
     log_throttle_s: float = _p("log_throttle_s", 5.0, "Repeat a per-frame warning at most this often (s).",

@@ -1,7 +1,7 @@
 """Frame flow between the ROS callbacks and the inference worker, without ROS.
 
 * ``StampSync`` pairs images with CameraInfo messages by stamp (the small part of ``message_filters`` the node
-  needs; ``message_filters`` is not on PyPI).
+  needs; ``message_filters`` is not on PyPI); ``unpaired_message`` words the warning about images it discarded.
 * ``LatestSlot`` hands the newest pair to the worker: a new pair replaces one still waiting (counted as dropped), so
   a slow model never builds a backlog.
 * ``RateMeter`` and ``LatencyWindow`` feed the diagnostics.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -49,8 +50,11 @@ class StampSync:
         self._infos: deque[tuple[int, Any]] = deque(maxlen=queue_size)
         self._lock = threading.Lock()
         self.unpaired_images = 0
+        """Images discarded without a pair (evicted from a full queue, or older than a paired image)."""
         self.infos_received = 0
         self.last_image_stamp_ns: int | None = None
+        self._newest_info_ns: int | None = None
+        self._discarded: deque[int] = deque(maxlen=1000)
 
     def reset(self) -> None:
         """Forget every queued message (after a jump back in time)."""
@@ -58,6 +62,7 @@ class StampSync:
             self._images.clear()
             self._infos.clear()
             self.last_image_stamp_ns = None
+            self._newest_info_ns = None
 
     def time_jump(self, stamp_ns: int) -> int:
         """How far ``stamp_ns`` lies before the previous image stamp (0 if not before).
@@ -75,6 +80,7 @@ class StampSync:
             self._infos.clear()
             self._infos.extend(kept)
             self.last_image_stamp_ns = None
+            self._newest_info_ns = max((s for s, _ in kept), default=None)
         return last - stamp_ns
 
     def add_image(self, stamp_ns: int, image: Any) -> Pair | None:
@@ -96,23 +102,23 @@ class StampSync:
         """Queue a CameraInfo; returns the pair with a waiting image of matching stamp, if any."""
         with self._lock:
             self.infos_received += 1
+            if self._newest_info_ns is None or stamp_ns > self._newest_info_ns:
+                self._newest_info_ns = stamp_ns
             if self.use_latest_info:
                 self._infos.clear()
                 self._infos.append((stamp_ns, info))
                 if self._images:  # the newest waiting image; older ones are stale
-                    s, image = self._images[-1]
-                    self.unpaired_images += len(self._images) - 1
-                    self._images.clear()
+                    s, image = self._images.pop()
+                    self._discard_all_images()
                     return Pair(s, image, info)
                 return None
             i = self._closest(self._images, stamp_ns)
             if i is None:
                 self._infos.append((stamp_ns, info))
                 return None
-            s, image = self._images[i]
-            self.unpaired_images += i
-            for _ in range(i + 1):
-                self._images.popleft()
+            for _ in range(i):  # images older than the match: their CameraInfo will not come any more
+                self._discard(self._images.popleft()[0])
+            s, image = self._images.popleft()
             return Pair(s, image, info)
 
     @property
@@ -120,19 +126,33 @@ class StampSync:
         return len(self._images)
 
     def newest_info_stamp_ns(self) -> int | None:
+        """Newest stamp of any CameraInfo received (paired or not) since the start or the last time jump."""
         with self._lock:
-            return self._infos[-1][0] if self._infos else None
+            return self._newest_info_ns
+
+    def take_discarded(self) -> list[int]:
+        """Stamps of the images discarded unpaired since the last call, oldest first (at most the last 1000)."""
+        with self._lock:
+            out = list(self._discarded)
+            self._discarded.clear()
+            return out
+
+    def _discard(self, stamp_ns: int) -> None:
+        self.unpaired_images += 1
+        self._discarded.append(stamp_ns)
+
+    def _discard_all_images(self) -> None:
+        while self._images:
+            self._discard(self._images.popleft()[0])
 
     def _queue_image(self, stamp_ns: int, image: Any) -> None:
         if len(self._images) == self._images.maxlen:
-            self.unpaired_images += 1
+            self._discard(self._images.popleft()[0])
         self._images.append((stamp_ns, image))
-        return None
 
     def _drop_images_before(self, stamp_ns: int) -> None:
         while self._images and self._images[0][0] < stamp_ns:
-            self._images.popleft()
-            self.unpaired_images += 1
+            self._discard(self._images.popleft()[0])
 
     def _closest(self, queue: deque[tuple[int, Any]], stamp_ns: int) -> int | None:
         best, best_diff = None, self.max_diff_ns + 1
@@ -141,6 +161,23 @@ class StampSync:
             if d < best_diff:
                 best, best_diff = i, d
         return best
+
+
+def unpaired_message(discarded_ns: Sequence[int], newest_info_ns: int | None, info_topic: str) -> str:
+    """The warning for images ``StampSync`` discarded without a CameraInfo.
+
+    Args:
+        discarded_ns: stamps of the discarded images, oldest first (not empty).
+        newest_info_ns: newest CameraInfo stamp received, or None when none has arrived.
+        info_topic: the CameraInfo topic, for the message.
+    """
+    newest = discarded_ns[-1] * 1e-9
+    what = (f"image at {newest:.3f} s" if len(discarded_ns) == 1
+            else f"{len(discarded_ns)} images (the newest at {newest:.3f} s)")
+    info = (f"the newest CameraInfo on {info_topic} is stamped {newest_info_ns * 1e-9:.3f} s"
+            if newest_info_ns is not None else f"no CameraInfo has arrived on {info_topic} yet")
+    return (f"discarded {what}: no CameraInfo with a matching stamp ({info}); stamp images and CameraInfo alike, "
+            "or set sync.max_stamp_diff_s or sync.use_latest_camera_info")
 
 
 class LatestSlot(Generic[T]):

@@ -1,4 +1,6 @@
 """scenedino_ros.conversions: hand-built Image / CompressedImage / CameraInfo messages -> numpy (no node)."""
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -218,3 +220,51 @@ def test_distortion_flag():
     assert not has_distortion(info)
     info.d = [-0.3, 0.1, 0.0, 0.0, 0.0]
     assert has_distortion(info)
+
+
+# ----------------------------------------------------------------------------- implausible CameraInfo corpus
+
+def _binned(bx, by=None):
+    info = _info()
+    info.binning_x, info.binning_y = bx, bx if by is None else by
+    return info
+
+
+@pytest.mark.parametrize('info, kwargs, match', [
+    (_info(k=(500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 0.0)), {},
+     r'CameraInfo K is not a camera matrix: its last row must be \[0, 0, 1\] \(K\[2\]\[2\] = 1\), '
+     r'got \[0.0, 0.0, 0.0\]'),
+    (_info(k=(1000.0, 0.0, 640.0, 0.0, 1020.0, 480.0, 0.0, 0.0, 2.0)), {},
+     r'last row must be \[0, 0, 1\].*got \[0.0, 0.0, 2.0\]'),
+    (_info(p=[400.0, 0.0, 300.0, 0.0, 0.0, 410.0, 230.0, 0.0, 0.0, 0.0, 0.0, 0.0]), {'rectified': True},
+     r'CameraInfo P is not a camera matrix'),
+    (_binned(1000), {'image_size': None}, r'binning 1000x1000 does not divide its 640x480 image size'),
+    (_binned(3, 1), {'image_size': (480, 213)}, r'binning 3x1 does not divide its 640x480 image size'),
+    (_info(k=(1e-9, 0.0, 320.0, 0.0, 1e-9, 240.0, 0.0, 0.0, 1.0)), {},
+     r'horizontal field of view of 180 deg \(640 px, focal length 1e-09 px\), outside 1..170 deg'),
+    (_info(k=(1e12, 0.0, 320.0, 0.0, 1e12, 240.0, 0.0, 0.0, 1.0)), {},
+     r'horizontal field of view of 3.67e-08 deg .*outside 1..170 deg'),
+    (_info(k=(1e-9, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0)), {},
+     r'fx=1e-09 and fy=510: a pixel aspect ratio fx/fy = 1.96e-12 is beyond 1/5..5'),
+    (_info(k=(500.0, 0.0, 1e6, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0)), {},
+     r'principal point at \(1e\+06, 240\), far outside the 640x480 image'),
+    (_info(k=(500.0, 0.0, 320.0, 0.0, 510.0, -1000.0, 0.0, 0.0, 1.0)), {},
+     r'principal point at \(320, -1000\), far outside the 640x480 image'),
+], ids=['k22_zero', 'k22_two', 'p22_zero', 'binning_1000', 'binning_3', 'fx_fy_1e-9', 'fx_fy_1e12', 'fx_1e-9_only',
+        'cx_1e6', 'cy_far_above'])
+def test_implausible_camera_info_is_rejected(info, kwargs, match):
+    kwargs = {'image_size': (480, 640), **kwargs}
+    with pytest.raises(CameraInfoError, match=match):
+        camera_info_to_intrinsics(info, kwargs.pop('image_size'), **kwargs)
+
+
+def test_plausible_edge_cases_pass():
+    # a 150 deg wide-angle rectified image, a principal point just outside the image (a cropped ROI), binning 2
+    wide = 640 / (2 * math.tan(math.radians(75)))
+    camera_info_to_intrinsics(_info(k=(wide, 0.0, 320.0, 0.0, wide, 240.0, 0.0, 0.0, 1.0)), (480, 640))
+    camera_info_to_intrinsics(_info(k=(500.0, 0.0, -100.0, 0.0, 510.0, 500.0, 0.0, 0.0, 1.0)), (480, 640))
+    K = camera_info_to_intrinsics(_binned(2), (240, 320))
+    assert K[0, 0] == 250
+    # no size anywhere (CameraInfo without width/height, compressed image before decoding): size checks skipped
+    K = camera_info_to_intrinsics(_info(w=0, h=0, k=(1e-3, 0.0, 1e6, 0.0, 1e-3, 0.0, 0.0, 0.0, 1.0)), None)
+    assert K[0, 2] == 1e6

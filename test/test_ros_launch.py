@@ -36,6 +36,7 @@ def _stub_modules():
         self, 'entities', list(entities))})
     actions = types.ModuleType('launch.actions')
     actions.DeclareLaunchArgument = type('DeclareLaunchArgument', (_Action,), {})
+    actions.LogInfo = type('LogInfo', (_Action,), {})
     actions.OpaqueFunction = type('OpaqueFunction', (_Action,), {})
     actions.EmitEvent = type('EmitEvent', (_Action,), {})
     actions.RegisterEventHandler = type('RegisterEventHandler', (_Action,), {})
@@ -71,7 +72,8 @@ def launch_module(monkeypatch):
 
 
 def _run(module, **arguments):
-    """generate_launch_description(), then the OpaqueFunction with the argument defaults + ``arguments``."""
+    """generate_launch_description(), then the OpaqueFunction with the argument defaults + ``arguments``; returns
+    (declared arguments, the actions other than log lines)."""
     description = module.generate_launch_description()
     declared = [e for e in description.entities if type(e).__name__ == 'DeclareLaunchArgument']
     values = {e.args[0]: e.kwargs['default_value'] for e in declared}
@@ -79,17 +81,28 @@ def _run(module, **arguments):
     opaque = [e for e in description.entities if type(e).__name__ == 'OpaqueFunction']
     assert len(opaque) == 1
     context = types.SimpleNamespace(launch_configurations=values)
-    return declared, opaque[0].kwargs['function'](context)
+    return declared, [a for a in opaque[0].kwargs['function'](context) if type(a).__name__ != 'LogInfo']
+
+
+def _log_lines(module, **arguments):
+    description = module.generate_launch_description()
+    values = {e.args[0]: e.kwargs['default_value'] for e in description.entities
+              if type(e).__name__ == 'DeclareLaunchArgument'}
+    values.update(arguments)
+    opaque = next(e for e in description.entities if type(e).__name__ == 'OpaqueFunction')
+    actions = opaque.kwargs['function'](types.SimpleNamespace(launch_configurations=values))
+    return [a.kwargs['msg'] for a in actions if type(a).__name__ == 'LogInfo']
 
 
 def test_arguments(launch_module):
     declared, _ = _run(launch_module)
     names = [e.args[0] for e in declared]
     assert names == ['params_file', 'checkpoint', 'device', 'namespace', 'image', 'camera_info', 'use_rviz',
-                     'lifecycle', 'autostart']
+                     'lifecycle', 'autostart', 'dds_profile']
     assert all(e.kwargs['description'] for e in declared)
     defaults = {e.args[0]: e.kwargs['default_value'] for e in declared}
     assert defaults['image'] == 'image' and defaults['camera_info'] == 'camera_info' and defaults['use_rviz'] == 'false'
+    assert defaults['dds_profile'] == 'auto'
 
 
 def test_default_node(launch_module):
@@ -137,6 +150,56 @@ def test_layering_remaps_and_rviz(launch_module, tmp_path):
     custom.write_text('/**:\n  ros__parameters:\n    device: cpu\n')
     _, actions = _run(launch_module, params_file=str(custom))
     assert actions[0].kwargs['parameters'][1] == str(custom)
+
+
+@pytest.fixture
+def fastdds_env(monkeypatch):
+    """No Fast DDS profile or RMW choice inherited from the test's environment."""
+    monkeypatch.delenv('FASTDDS_DEFAULT_PROFILES_FILE', raising=False)
+    monkeypatch.delenv('RMW_IMPLEMENTATION', raising=False)
+    return monkeypatch
+
+
+def test_dds_profile_for_the_node_only_when_it_helps(launch_module, fastdds_env, tmp_path):
+    profile = REPO / 'config' / 'fastdds_large_images.xml'
+    fastdds_env.setattr(launch_module, 'read_rmem_max', lambda: 4 * 1024 * 1024)
+    _, actions = _run(launch_module)
+    assert actions[0].kwargs['additional_env'] == {'FASTDDS_DEFAULT_PROFILES_FILE': str(profile)}
+    assert profile.is_file()
+    assert 'fastdds_large_images.xml' in _log_lines(launch_module)[0]
+    # a small socket buffer limit: UDP would lose more than shared memory; keep the defaults and say why
+    fastdds_env.setattr(launch_module, 'read_rmem_max', lambda: 212992)
+    _, actions = _run(launch_module)
+    assert actions[0].kwargs['additional_env'] == {}
+    assert re.search(r'net.core.rmem_max is 212992 bytes, below 4194304.*sysctl', _log_lines(launch_module)[0])
+    # the user's own profile, another middleware, or dds_profile:=none: untouched
+    fastdds_env.setattr(launch_module, 'read_rmem_max', lambda: 4 * 1024 * 1024)
+    _, actions = _run(launch_module, dds_profile='none')
+    assert actions[0].kwargs['additional_env'] == {}
+    fastdds_env.setenv('RMW_IMPLEMENTATION', 'rmw_cyclonedds_cpp')
+    _, actions = _run(launch_module)
+    assert actions[0].kwargs['additional_env'] == {}
+    fastdds_env.delenv('RMW_IMPLEMENTATION')
+    fastdds_env.setenv('FASTDDS_DEFAULT_PROFILES_FILE', '/etc/my_profile.xml')
+    _, actions = _run(launch_module)
+    assert actions[0].kwargs['additional_env'] == {}
+    assert '/etc/my_profile.xml' in _log_lines(launch_module)[0]
+    # an explicit file
+    own = tmp_path / 'own.xml'
+    own.write_text('<dds/>')
+    _, actions = _run(launch_module, dds_profile=str(own))
+    assert actions[0].kwargs['additional_env'] == {'FASTDDS_DEFAULT_PROFILES_FILE': str(own)}
+    with pytest.raises(FileNotFoundError, match="dds_profile '/nonexistent.xml'"):
+        _run(launch_module, dds_profile='/nonexistent.xml')
+
+
+def test_rmem_max_reader(tmp_path):
+    from scenedino_ros.dds_profile import read_rmem_max
+
+    f = tmp_path / 'rmem_max'
+    f.write_text('4194304\n')
+    assert read_rmem_max(f) == 4194304
+    assert read_rmem_max(tmp_path / 'missing') is None
 
 
 def test_missing_params_file_is_named(launch_module):

@@ -32,7 +32,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from nav_msgs.msg import OccupancyGrid  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
@@ -77,9 +77,9 @@ def launch_command(image: str, camera_info: str, overrides: dict[str, str],
 class NodeProcess:
     """The node as a subprocess, its console log in a file."""
 
-    def __init__(self, cmd: list[str], log_path: Path):
+    def __init__(self, cmd: list[str], log_path: Path, env: dict[str, str] | None = None):
         self.log_path = log_path
-        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0')
+        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0', **(env or {}))
         self._log = open(log_path, 'w')
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env, cwd=REPO)
@@ -141,13 +141,14 @@ OUTPUTS = {
 class Harness:
     """The test's side of the graph: camera publishers and subscriptions to every node output."""
 
-    def __init__(self, context, camera_ns: str):
+    def __init__(self, context, camera_ns: str, camera_qos: str = 'reliable'):
         self.node = Node(f'tester_{camera_ns.strip("/")}', context=context)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        camera = reliable if camera_qos == 'reliable' else qos_profile_sensor_data  # a camera driver's choices
         self.image_topic, self.info_topic = f'{camera_ns}/image_raw', f'{camera_ns}/camera_info'
-        self.pub_image = self.node.create_publisher(Image, self.image_topic, reliable)
-        self.pub_compressed = self.node.create_publisher(CompressedImage, f'{self.image_topic}/compressed', reliable)
-        self.pub_info = self.node.create_publisher(CameraInfo, self.info_topic, reliable)
+        self.pub_image = self.node.create_publisher(Image, self.image_topic, camera)
+        self.pub_compressed = self.node.create_publisher(CompressedImage, f'{self.image_topic}/compressed', camera)
+        self.pub_info = self.node.create_publisher(CameraInfo, self.info_topic, camera)
         self.received: dict[str, list[tuple[float, object]]] = defaultdict(list)
         self._cond = threading.Condition()
         for name, msg_type in OUTPUTS.items():
@@ -237,14 +238,17 @@ def start_node(tmp_path, ros_context, tiny_checkpoint):
     started = []
 
     def start(camera_ns: str, overrides: dict[str, str] | None = None, *, checkpoint: bool = True,
-              connect: bool = True, compressed: bool = False):
+              connect: bool = True, compressed: bool = False, camera_qos: str = 'reliable',
+              env: dict[str, str] | None = None):
+        """``overrides`` of None values are left out (the node's default applies)."""
         settings = {**SMALL_GRID, 'input.reliability': 'reliable', 'diagnostics.period_s': '0.5'}
         if checkpoint:
             settings['checkpoint'] = str(tiny_checkpoint)
         settings.update(overrides or {})
-        harness = Harness(ros_context, camera_ns)
+        settings = {k: v for k, v in settings.items() if v is not None}
+        harness = Harness(ros_context, camera_ns, camera_qos)
         node = NodeProcess(launch_command(harness.image_topic, harness.info_topic, settings),
-                           tmp_path / f'node_{camera_ns.strip("/")}.log')
+                           tmp_path / f'node_{camera_ns.strip("/")}.log', env)
         started.append((node, harness))
         if connect:
             harness.wait_connected(node, compressed=compressed)
@@ -532,7 +536,8 @@ def test_invalid_parameter_fails_at_startup_naming_it(start_node, overrides, mes
 
 
 def test_random_weights_are_announced_and_compressed_input_works(start_node, tmp_path):
-    """Also runs the default input QoS (best effort): frames are re-sent until one gets through."""
+    """Also runs input.reliability: best_effort against a reliable publisher: frames are re-sent until one gets
+    through."""
     cfg = tmp_path / 'tiny_config.yaml'
     cfg.write_text(yaml.safe_dump(to_dict(tiny_config())))
     node, harness = start_node('/random', {'allow_random_weights': 'true', 'model_config': str(cfg),
@@ -559,3 +564,48 @@ def test_random_weights_are_announced_and_compressed_input_works(start_node, tmp
     diag = harness.last_diagnostics()
     assert diag['_level'] == DiagnosticStatus.WARN and 'RANDOM WEIGHTS' in diag['_message']
     assert diag['random_weights'] == 'true' and 'RANDOM WEIGHTS' in diag['model']
+
+
+# ----------------------------------------------------------------------------- issue 15 point 6: large images
+
+KITTI_H, KITTI_W = 376, 1408  # KITTI-360's rectified images: 1.6 MB as rgb8
+
+
+def launch_environment() -> tuple[dict[str, str], str]:
+    """The extra environment launch/scenedino.launch.py gives the node on this machine (dds_profile:=auto)."""
+    from scenedino_ros.dds_profile import PROFILE_ENV, choose_profile, read_rmem_max
+
+    profile, reason = choose_profile('auto', os.environ, read_rmem_max(), REPO / 'config')
+    return ({PROFILE_ENV: str(profile)} if profile else {}), reason
+
+
+@pytest.mark.parametrize('camera_qos', ['reliable', 'best_effort'])
+def test_kitti360_images_arrive_with_the_default_qos(start_node, camera_qos):
+    """Every 1408x376 rgb8 image from a reliable or a best-effort publisher reaches the node with the default
+    parameters (input.reliability: auto) and the environment the launch file sets; nothing is lost in transport.
+    Before (best_effort subscription, Fast DDS defaults) most of them were lost (docs/ros_node.md)."""
+    env, reason = launch_environment()
+    if camera_qos == 'best_effort' and not env:
+        pytest.skip(f'the launch file would not use the large-image profile here: {reason}')
+    ns = f'/kitti_{camera_qos}'
+    node, harness = start_node(ns, {'input.reliability': None}, camera_qos=camera_qos, env=env, connect=False)
+    node.wait_for_log(rf'input QoS: {ns}/image_raw: (subscribed|switched from best_effort to) '
+                      f'{camera_qos.replace("_", " ")}')
+    node.wait_for_log(rf'input QoS: {ns}/camera_info: (subscribed|switched from best_effort to) '
+                      f'{camera_qos.replace("_", " ")}')
+    harness.wait_connected(node)
+    rgb = np.ascontiguousarray(cv2.resize(synthetic_street_image((H, W)), (KITTI_W, KITTI_H)))
+    n = 6
+    stamps = [4000_000_000_000 + i * 500_000_000 for i in range(n)]
+    for s in stamps:
+        harness.publish(s, rgb, info=camera_info(KITTI_W, KITTI_H))
+        time.sleep(0.5)
+    harness.wait_for('semantic_points', stamps[-1])  # the newest frame is always processed
+    time.sleep(1.2)
+    diag = harness.last_diagnostics()
+    print(f'\n{camera_qos} publisher, {n} KITTI-360-size images: received {diag["frames_received"]}, lost in '
+          f'transport {diag["frames_lost_in_transport"]}, input reliability {diag["input_reliability"]}; {reason}')
+    assert diag['input_reliability'] == camera_qos
+    assert diag['frames_received'] == str(n), diag
+    assert diag['frames_lost_in_transport'] == '0' and diag['camera_infos_received'] == str(n)
+    assert node.proc.poll() is None
