@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "model (the outputs are meaningless; announced everywhere)")
     ap.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N (default: cpu)")
     ap.add_argument("--viz", action="store_true", help="stream the outputs live to a Foxglove WebSocket server on "
-                    "127.0.0.1 (open it in the Foxglove app: Open connection -> Foxglove WebSocket)")
+                    "127.0.0.1 (open it in the Foxglove app or Lichtblick: Open connection -> Foxglove WebSocket; "
+                    "both subprotocol names, foxglove.sdk.v1 and foxglove.websocket.v1, are served); the server "
+                    "stops when the run ends")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"--viz port (default: {DEFAULT_PORT})")
     ap.add_argument("--viz-hold", action="store_true", help="with --viz: keep the server up after the run, "
                     "re-sending the last frame every second, until Ctrl-C")
@@ -121,7 +123,8 @@ def format_summary(s: RunSummary) -> str:
         "Look at it:",
         f"  Foxglove app (or Lichtblick): open the file {s.output_mcap or s.output_bag}",
         f"  ROS 2: ros2 bag play {s.output_bag}   (topics /scenedino/*, /tf, /tf_static, /kitti360/*)",
-        f"  live:  {PROG} --viz, then in Foxglove: Open connection -> ws://127.0.0.1:{DEFAULT_PORT}",
+        f"  live:  {PROG} --viz [--viz-hold], then in Foxglove or Lichtblick: Open connection -> "
+        f"ws://127.0.0.1:{DEFAULT_PORT}",
     ]
     return "\n".join(lines)
 
