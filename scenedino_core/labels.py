@@ -1,6 +1,8 @@
 """The one table of label spaces: Cityscapes trainIds, SSCBench-KITTI-360 labels and the maps between them.
 
-Every module that names a class, colours one or converts between label spaces reads it from here.
+Every module that names a class, colours one or converts between label spaces reads it from here. There is one
+palette: the SSCBench colours of the SSC labels. A trainId is drawn in the colour of the SSC label it maps to
+(``train_palette``), so a class has the same colour in every picture and message.
 """
 from __future__ import annotations
 
@@ -18,30 +20,31 @@ class LabelClass:
 
     id: int
     name: str
-    color: tuple[int, int, int]
+    color: tuple[int, int, int] | None = None
+    """RGB of the class; None for trainIds, which take the colour of their SSC label (``train_palette``)."""
 
 
 #: The 19 Cityscapes trainIds predicted by the semantic head (cluster ids map onto these).
 TRAIN_CLASSES: tuple[LabelClass, ...] = (
-    LabelClass(0, "road", (128, 64, 128)),
-    LabelClass(1, "sidewalk", (244, 35, 232)),
-    LabelClass(2, "building", (70, 70, 70)),
-    LabelClass(3, "wall", (102, 102, 156)),
-    LabelClass(4, "fence", (190, 153, 153)),
-    LabelClass(5, "pole", (153, 153, 153)),
-    LabelClass(6, "traffic light", (250, 170, 30)),
-    LabelClass(7, "traffic sign", (220, 220, 0)),
-    LabelClass(8, "vegetation", (107, 142, 35)),
-    LabelClass(9, "terrain", (152, 251, 152)),
-    LabelClass(10, "sky", (70, 130, 180)),
-    LabelClass(11, "person", (220, 20, 60)),
-    LabelClass(12, "rider", (255, 0, 0)),
-    LabelClass(13, "car", (0, 0, 142)),
-    LabelClass(14, "truck", (0, 0, 70)),
-    LabelClass(15, "bus", (0, 60, 100)),
-    LabelClass(16, "train", (0, 80, 100)),
-    LabelClass(17, "motorcycle", (0, 0, 230)),
-    LabelClass(18, "bicycle", (119, 11, 32)),
+    LabelClass(0, "road"),
+    LabelClass(1, "sidewalk"),
+    LabelClass(2, "building"),
+    LabelClass(3, "wall"),
+    LabelClass(4, "fence"),
+    LabelClass(5, "pole"),
+    LabelClass(6, "traffic light"),
+    LabelClass(7, "traffic sign"),
+    LabelClass(8, "vegetation"),
+    LabelClass(9, "terrain"),
+    LabelClass(10, "sky"),
+    LabelClass(11, "person"),
+    LabelClass(12, "rider"),
+    LabelClass(13, "car"),
+    LabelClass(14, "truck"),
+    LabelClass(15, "bus"),
+    LabelClass(16, "train"),
+    LabelClass(17, "motorcycle"),
+    LabelClass(18, "bicycle"),
 )
 
 #: The 16 SSCBench-KITTI-360 evaluation labels (0 = empty).
@@ -83,8 +86,9 @@ TRAIN_CLASS_WEIGHTS = np.array([4, 2, 2, 1, 1, 1, 1, 1, 2, 2, 1, 1, 1, 2, 1, 1, 
 
 
 def train_palette() -> np.ndarray:
-    """(19, 3) uint8 colours of the trainIds."""
-    return np.array([c.color for c in TRAIN_CLASSES], dtype=np.uint8)
+    """(19, 3) uint8 colours of the trainIds: the SSCBench colour of the SSC label each maps to (``TRAINID_TO_SSC``;
+    sky and rider, which have none, take the colour of "empty")."""
+    return ssc_palette()[TRAINID_TO_SSC]
 
 
 def ssc_palette() -> np.ndarray:

@@ -1,7 +1,8 @@
-"""Pictures people would rather look at than read: depth, label maps, feature PCA, bird's-eye views.
+"""Pictures people would rather look at than read: depth, label maps, feature PCA, bird's-eye views, 3D voxels.
 
-The array helpers return RGB images; the figure helpers draw matplotlib figures of one processed frame (input,
-rendered depth and semantics, bird's-eye occupancy, 3D semantic voxels) on their own Agg canvas.
+The array helpers return RGB images; the figure helpers draw labelled matplotlib figures (titles saying what is
+shown, class legends, colour bars, axes in metres) on their own Agg canvas. Classes are drawn in the colours of the
+palette they are given: ``scenedino_core.labels.class_table``, the one palette of every picture and message.
 """
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colorbar import Colorbar
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
@@ -22,13 +23,6 @@ from mpl_toolkits.mplot3d.axes3d import Axes3D
 
 from .config import FieldConfig
 from .files import atomic_path
-
-
-def colorize_depth(depth: np.ndarray, near: float = FieldConfig.z_near, far: float = FieldConfig.z_far) -> np.ndarray:
-    """(H, W) metres -> (H, W, 3) uint8 RGB, inverse-depth colour map (near = bright); default range: the field's."""
-    inv = (1.0 / np.clip(depth, near, far) - 1.0 / far) / (1.0 / near - 1.0 / far)
-    bgr = cv2.applyColorMap(np.clip(inv * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_MAGMA)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def colorize_labels(labels: np.ndarray, palette: np.ndarray, unknown_color=(0, 0, 0)) -> np.ndarray:
@@ -61,33 +55,6 @@ def bev_labels(labels: np.ndarray) -> np.ndarray:
     return np.where(occupied.any(axis=2), bev, 0)
 
 
-def bev_image(labels: np.ndarray, palette: np.ndarray, in_view: np.ndarray | None = None,
-              scale: int = 2) -> np.ndarray:
-    """Bird's-eye RGB of an (X forward, Y left, Z up) label grid: forward is up, left is left.
-
-    Columns never in view (``in_view`` (X, Y, Z) all False) are drawn dark grey, observed free columns white.
-    """
-    top = bev_labels(labels)
-    rgb = colorize_labels(top, palette)
-    rgb[top == 0] = (255, 255, 255)
-    if in_view is not None:
-        rgb[~in_view.any(axis=2)] = (60, 60, 60)
-    img = rgb[::-1, ::-1]  # rows: far -> near (x), columns: left -> right (y decreasing)
-    return np.ascontiguousarray(np.repeat(np.repeat(img, scale, axis=0), scale, axis=1))
-
-
-def side_by_side(*images: np.ndarray, height: int | None = None, gap: int = 4) -> np.ndarray:
-    """Stack RGB images horizontally after resizing them to a common height."""
-    height = height or max(im.shape[0] for im in images)
-    resized = [cv2.resize(im, (max(1, round(im.shape[1] * height / im.shape[0])), height),
-                          interpolation=cv2.INTER_NEAREST) for im in images]
-    spacer = np.full((height, gap, 3), 255, np.uint8)
-    parts = []
-    for im in resized:
-        parts += [im, spacer]
-    return np.concatenate(parts[:-1], axis=1)
-
-
 # ---------------------------------------------------------------------------------------------- figures
 # Matplotlib figures drawn on an Agg canvas (no pyplot, no global backend): pictures of one processed frame.
 
@@ -98,10 +65,17 @@ BEV_UNKNOWN = (90, 90, 90)
 BEV_GROUND_TINT = 0.3
 #: Colour of the ego camera marker.
 CAMERA_COLOR = "red"
+#: Depth colour bar ticks (m), those inside the shown range are used.
+DEPTH_TICKS_M = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 80, 120, 200)
 #: Pictures of one frame (``frame_figures``).
 FRAME_PICTURES = ("input", "depth", "semantics", "bev", "voxels")
 #: Elevation (deg) of the 3D voxel view above the camera's heading.
 VOXEL_VIEW_ELEVATION_DEG = 22.0
+#: Vertical exaggeration of the 3D voxel view: driving grids are flat (e.g. 51.2 x 51.2 x 6.4 m), and at true scale
+#: their height is a sliver. The z axis label says so.
+VOXEL_VIEW_Z_SCALE = 2.0
+#: What the 3D view draws of an occupied grid (``surface.exposed_voxels``): the voxels a viewer can see.
+SURFACE_VOXELS = "surface voxels"
 
 
 @dataclass(frozen=True)
@@ -131,6 +105,9 @@ class SceneView:
     class_names: tuple[str, ...]
     palette: np.ndarray
     """(C, 3) uint8 class colours, indexed by label."""
+    occupied_count: int | None = None
+    """All occupied voxels of the grid when ``points`` are only its surface voxels (``surface.exposed_voxels``);
+    None when ``points`` are all of them."""
 
 
 def new_figure(width_in: float, height_in: float, dpi: int = 100) -> Figure:
@@ -169,15 +146,19 @@ def plot_image(ax: Axes, rgb: np.ndarray, title: str = "input image") -> None:
 
 
 def plot_depth(ax: Axes, depth: np.ndarray | None, title: str = "rendered depth", near: float = FieldConfig.z_near,
-               far: float = FieldConfig.z_far) -> None:
-    """(h, w) depth (m) in a logarithmic colour map (near = bright) with a colour bar; NaN/inf pixels grey.
+               far: float = FieldConfig.z_far) -> Colorbar | None:
+    """(h, w) depth (m) in a logarithmic colour map (near = bright) with a colour bar as tall as the image; NaN/inf
+    pixels grey.
 
     The colour range is [near, far] clipped to the finite values present; None or an empty array draws a
     placeholder.
+
+    Returns:
+        The colour bar (None for a placeholder).
     """
     if depth is None or np.size(depth) == 0:
         _placeholder(ax, title, "not rendered")
-        return
+        return None
     depth = np.asarray(depth, dtype=np.float64)
     finite = depth[np.isfinite(depth) & (depth > 0)]
     lo = max(near, float(finite.min())) if finite.size else near
@@ -186,19 +167,23 @@ def plot_depth(ax: Axes, depth: np.ndarray | None, title: str = "rendered depth"
     cmap = matplotlib.colormaps["magma_r"].with_extremes(bad="0.6")
     masked = np.ma.masked_invalid(np.where(depth > 0, depth, np.nan))
     im = ax.imshow(masked, cmap=cmap, norm=LogNorm(vmin=lo, vmax=hi), interpolation="nearest")
-    cbar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    cbar = ax.figure.colorbar(im, cax=ax.inset_axes((1.02, 0.0, 0.025, 1.0)))  # as tall as the image
+    ticks = [t for t in DEPTH_TICKS_M if lo <= t <= hi] or [lo, hi]
+    cbar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
+    cbar.minorticks_off()
     cbar.set_label("depth (m)")
     ax.set_title(title)
     ax.set_axis_off()
+    return cbar
 
 
 def plot_semantics(ax: Axes, labels: np.ndarray | None, class_names: Sequence[str], palette: np.ndarray,
-                   title: str = "rendered semantics") -> Legend | None:
+                   title: str = "rendered semantics", legend: bool = True) -> Legend | None:
     """(h, w) class labels in the palette's colours, with a legend of the classes present (None or empty:
     placeholder).
 
     Returns:
-        The legend (None when there is nothing to show).
+        The legend (None when there is nothing to show or ``legend`` is False).
     """
     if labels is None or np.size(labels) == 0:
         _placeholder(ax, title, "not rendered")
@@ -207,16 +192,38 @@ def plot_semantics(ax: Axes, labels: np.ndarray | None, class_names: Sequence[st
     ax.imshow(colorize_labels(labels, palette), interpolation="nearest")
     ax.set_title(title)
     ax.set_axis_off()
-    return _class_legend(ax, np.unique(labels), class_names, palette)
+    return class_legend(ax, np.unique(labels), class_names, palette) if legend else None
 
 
-def _class_legend(ax: Axes, present: np.ndarray, class_names: Sequence[str], palette: np.ndarray) -> Legend | None:
-    handles = [Patch(facecolor=palette[c] / 255.0, edgecolor="0.3", label=class_names[c])
-               for c in present.tolist() if 0 <= c < len(class_names)]
+def class_handles(present: np.ndarray, class_names: Sequence[str], palette: np.ndarray) -> list[Patch]:
+    """Legend patches of the classes in ``present`` (labels outside the table are left out)."""
+    return [Patch(facecolor=palette[c] / 255.0, edgecolor="0.3", label=class_names[c])
+            for c in np.unique(np.asarray(present, dtype=np.int64)).tolist() if 0 <= c < len(class_names)]
+
+
+def class_legend(ax: Axes, present: np.ndarray, class_names: Sequence[str], palette: np.ndarray) -> Legend | None:
+    """A legend of the classes in ``present`` to the right of ``ax`` (an existing legend of ``ax`` stays)."""
+    handles = class_handles(present, class_names, palette)
     if not handles:
         return None
-    return ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
-                     frameon=False, borderaxespad=0.0)
+    old = ax.get_legend()
+    legend = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
+                       frameon=False, borderaxespad=0.0, title="classes", title_fontsize="small")
+    if old is not None:
+        ax.add_artist(old)
+    return legend
+
+
+def plot_features(ax: Axes, features: np.ndarray | None,
+                  title: str = "rendered features: first 3 principal components as RGB") -> None:
+    """(h, w, C) features as the RGB of their first three principal components (``pca_rgb``); None or empty:
+    placeholder."""
+    if features is None or np.size(features) == 0:
+        _placeholder(ax, title, "not rendered")
+        return
+    ax.imshow(pca_rgb(np.asarray(features)), interpolation="nearest")
+    ax.set_title(title)
+    ax.set_axis_off()
 
 
 def bev_rgb(bev: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -250,9 +257,13 @@ def camera_heading(camera_pose: np.ndarray) -> tuple[float, float, float]:
     return float(camera_pose[0, 3]), float(camera_pose[1, 3]), float(np.arctan2(forward[1], forward[0]))
 
 
+#: What the bird's-eye colours mean (second title line of ``plot_bev`` pictures).
+BEV_KEY = "class colour: occupied; white: free (tinted by the ground class); grey: never observed"
+
+
 def plot_bev(ax: Axes, bev: np.ndarray, labels: np.ndarray, palette: np.ndarray, grid_min: Sequence[float],
              grid_max: Sequence[float], camera_pose: np.ndarray | None = None,
-             title: str = "bird's-eye occupancy") -> None:
+             title: str = f"bird's-eye occupancy\n{BEV_KEY}") -> None:
     """The bird's-eye grid in metres: forward (x) up, left (+y) on the left; the camera as a dot with an arrow.
 
     Args:
@@ -279,18 +290,6 @@ def plot_bev(ax: Axes, bev: np.ndarray, labels: np.ndarray, palette: np.ndarray,
         ax.legend(loc="lower right", fontsize="small", framealpha=0.8)
 
 
-def exposed_voxels(occupied: np.ndarray) -> np.ndarray:
-    """(X, Y, Z) bool: occupied voxels with at least one free face neighbour (the grid's outside counts as free);
-    the only ones a 3D view can show."""
-    occupied = np.asarray(occupied, dtype=bool)
-    padded = np.pad(occupied, 1, constant_values=False)
-    inner = padded[1:-1, 1:-1, 1:-1].copy()
-    for axis in range(3):
-        for shift in (-1, 1):
-            inner &= np.roll(padded, shift, axis=axis)[1:-1, 1:-1, 1:-1]
-    return occupied & ~inner
-
-
 def subsample(count: int, max_count: int) -> np.ndarray:
     """Indices of at most ``max_count`` of ``count`` items, evenly spaced (all when they fit)."""
     if count <= max_count:
@@ -301,16 +300,22 @@ def subsample(count: int, max_count: int) -> np.ndarray:
 def plot_voxels_3d(ax: Axes3D, points: np.ndarray, labels: np.ndarray, palette: np.ndarray,
                    grid_min: Sequence[float], grid_max: Sequence[float], voxel_size: float,
                    camera_pose: np.ndarray | None = None, max_voxels: int = 15000,
-                   title: str = "semantic voxels") -> int:
+                   title: str = "semantic voxels", occupied_count: int | None = None, zoom: float = 1.25) -> int:
     """Occupied voxels as square markers in their class colours, seen from behind and above the camera.
+
+    The z axis is drawn ``VOXEL_VIEW_Z_SCALE`` times taller than x and y (its label says so).
 
     Args:
         ax: a 3D axes (``fig.add_subplot(projection="3d")``).
         points: (N, 3) voxel centres (m) in a z-up frame; labels: (N,) class labels.
-        grid_min, grid_max: (3,) box shown, at equal scale on all axes.
+        grid_min, grid_max: (3,) box shown.
         voxel_size: voxel edge (m), sets the marker size.
         camera_pose: (4, 4) camera -> grid frame: drawn as a marker; the view looks along its heading.
         max_voxels: evenly spaced subset drawn when there are more (keeps drawing fast).
+        title: first title line; the second says how many voxels are drawn.
+        occupied_count: all occupied voxels when ``points`` are only the surface ones (``surface.exposed_voxels``); the
+            title then says "M of N surface voxels drawn; T occupied in all".
+        zoom: size of the drawn box within the axes (matplotlib ``set_box_aspect``).
 
     Returns:
         The number of voxels drawn.
@@ -325,7 +330,7 @@ def plot_voxels_3d(ax: Axes3D, points: np.ndarray, labels: np.ndarray, palette: 
     if len(pts):
         bbox = ax.get_position()
         fig_w_pt = ax.figure.get_figwidth() * 72.0
-        size_pt = max(1.0, 1.8 * bbox.width * fig_w_pt * voxel_size / float(np.max(hi - lo)))
+        size_pt = max(1.0, 1.6 * bbox.width * fig_w_pt * voxel_size / float(np.max(hi - lo)))
         ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=colorize_labels(lab, palette) / 255.0, marker="s",
                    s=size_pt ** 2, linewidths=0, depthshade=True)
     yaw = 0.0
@@ -335,54 +340,101 @@ def plot_voxels_3d(ax: Axes3D, points: np.ndarray, labels: np.ndarray, palette: 
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
     ax.set_zlim(lo[2], hi[2])
-    ax.set_box_aspect(tuple(hi - lo), zoom=1.4)
+    extent = hi - lo
+    ax.set_box_aspect((extent[0], extent[1], extent[2] * VOXEL_VIEW_Z_SCALE), zoom=zoom)
     ax.set_proj_type("persp", focal_length=0.6)
     ax.view_init(elev=VOXEL_VIEW_ELEVATION_DEG, azim=180.0 + np.degrees(yaw))  # behind the camera, along its heading
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
-    ax.set_zlabel("z (m)")
-    shown = f"{len(pts)} of {len(points)}" if len(pts) < len(points) else f"{len(pts)}"
-    ax.set_title(f"{title} ({shown}; red: camera)")
+    ax.set_xlabel("x (m, forward)", labelpad=2)
+    ax.set_ylabel("y (m, left +)", labelpad=2)
+    ax.set_zlabel(f"z (m, drawn {VOXEL_VIEW_Z_SCALE:g}x taller)", labelpad=0)
+    ax.tick_params(labelsize="small", pad=0)
+    ax.set_title(f"{title} (red dot: camera)\n{voxel_count_text(len(pts), len(points), occupied_count)}")
     return len(pts)
+
+
+def fit_3d_box(ax: Axes3D, zoom: float = 1.25, shrink: float = 0.9, tries: int = 6) -> float:
+    """Shrink the drawn box of a finished 3D axes (from ``zoom``, by ``shrink`` per try) until the axes with its
+    labels and ticks lies on the canvas; returns the zoom kept.
+
+    Call after everything else of the figure is placed: the layout decides how much room the axes gets.
+    """
+    fig = ax.figure
+    aspect = ax.get_box_aspect()
+    for _ in range(tries):
+        ax.set_box_aspect(aspect, zoom=zoom)
+        fig.canvas.draw()
+        box = ax.get_tightbbox(fig.canvas.get_renderer())
+        if box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height:
+            break
+        zoom *= shrink
+    return zoom
+
+
+def voxel_count_text(drawn: int, given: int, occupied_count: int | None = None) -> str:
+    """What a 3D voxel view shows, in words: "M of N surface voxels drawn; T occupied in all" (surface voxels:
+    occupied voxels with a free face neighbour, the ones a viewer can see; ``occupied_count`` None: the ``given``
+    voxels are all of them)."""
+    if occupied_count is None:
+        return f"{drawn:,} of {given:,} occupied voxels drawn" if drawn < given else f"{given:,} occupied voxels"
+    shown = f"{drawn:,} of {given:,}" if drawn < given else f"all {given:,}"
+    return f"{shown} {SURFACE_VOXELS} drawn; {occupied_count:,} occupied in all"
 
 
 def frame_figures(view: SceneView, title: str) -> dict[str, Figure]:
     """One figure per picture of a frame (``FRAME_PICTURES``): input image, rendered depth and semantics, bird's-eye
-    occupancy, 3D voxels.
+    occupancy, 3D voxels; each with ``title`` on top (frame, stamp, weights...) and a title saying what it shows.
 
     Args:
         view: the frame's arrays.
-        title: first line of every title (frame, stamp, weights...).
+        title: the figure title (one or more lines).
     """
     h, w = view.rgb.shape[:2]
-    wide = (12.0, 12.0 * h / w + 0.8)
+    wide = (12.0, 12.0 * h / w + 1.4)
     figs = {name: new_figure(*wide) for name in ("input", "depth", "semantics")}
-    plot_image(figs["input"].add_subplot(), view.rgb, f"{title}\ninput image")
-    plot_depth(figs["depth"].add_subplot(), view.depth, f"{title}\nrendered depth")
+    plot_image(figs["input"].add_subplot(), view.rgb, f"input image ({w}x{h} px)")
+    plot_depth(figs["depth"].add_subplot(), view.depth, "rendered depth of the model input view (z along the "
+                                                        "optical axis)")
     plot_semantics(figs["semantics"].add_subplot(), view.semantics, view.class_names, view.palette,
-                   f"{title}\nrendered semantics")
-    figs["bev"] = new_figure(7.0, 7.5)
-    plot_bev(figs["bev"].add_subplot(), view.bev, view.bev_labels, view.palette, view.grid_min, view.grid_max,
-             view.camera_pose, f"{title}\nbird's-eye occupancy")
-    figs["voxels"] = new_figure(9.0, 7.0)
+                   "rendered semantics of the model input view")
+    figs["bev"] = new_figure(9.0, 7.5)
+    ax_bev = figs["bev"].add_subplot()
+    plot_bev(ax_bev, view.bev, view.bev_labels, view.palette, view.grid_min, view.grid_max, view.camera_pose)
+    class_legend(ax_bev, view.bev_labels[view.bev_labels > 0], view.class_names, view.palette)
+    figs["voxels"] = new_figure(10.0, 7.5)
     ax3 = figs["voxels"].add_subplot(projection="3d")
     plot_voxels_3d(ax3, view.points, view.point_labels, view.palette, view.grid_min, view.grid_max,
-                   view.voxel_size, view.camera_pose, title=f"{title}\nsemantic voxels")
-    _class_legend(ax3, np.unique(view.point_labels), view.class_names, view.palette)
+                   view.voxel_size, view.camera_pose, occupied_count=view.occupied_count)
+    class_legend(ax3, view.point_labels, view.class_names, view.palette)
+    for fig in figs.values():
+        fig.suptitle(title, fontsize="medium")
+    fit_3d_box(ax3)
     return {name: figs[name] for name in FRAME_PICTURES}
 
 
 def overview_figure(view: SceneView, title: str, title_color: str = "black") -> Figure:
-    """All pictures of a frame in one figure: input, depth and semantics on the left; bird's-eye view and 3D
-    voxels on the right; ``title`` on top (in ``title_color``)."""
+    """All pictures of a frame in one figure: input, depth and semantics side by side on top; bird's-eye view and 3D
+    voxels below; one legend of every class shown; ``title`` on top (in ``title_color``)."""
     fig = new_figure(18.0, 10.0)
-    gs = fig.add_gridspec(6, 2, width_ratios=(2.2, 1.0))
-    plot_image(fig.add_subplot(gs[0:2, 0]), view.rgb)
-    plot_depth(fig.add_subplot(gs[2:4, 0]), view.depth)
-    plot_semantics(fig.add_subplot(gs[4:6, 0]), view.semantics, view.class_names, view.palette)
-    plot_bev(fig.add_subplot(gs[0:3, 1]), view.bev, view.bev_labels, view.palette, view.grid_min, view.grid_max,
-             view.camera_pose)
-    plot_voxels_3d(fig.add_subplot(gs[3:6, 1], projection="3d"), view.points, view.point_labels, view.palette,
-                   view.grid_min, view.grid_max, view.voxel_size, view.camera_pose, max_voxels=8000)
+    rows = fig.add_gridspec(2, 1, height_ratios=(1.0, 3.0))
+    top = rows[0].subgridspec(1, 3)
+    bottom = rows[1].subgridspec(1, 2, width_ratios=(1.0, 1.6))
+    h, w = view.rgb.shape[:2]
+    plot_image(fig.add_subplot(top[0]), view.rgb, f"input image ({w}x{h} px)")
+    plot_depth(fig.add_subplot(top[1]), view.depth, "rendered depth (z along the optical axis)")
+    plot_semantics(fig.add_subplot(top[2]), view.semantics, view.class_names, view.palette,
+                   "rendered semantics", legend=False)
+    plot_bev(fig.add_subplot(bottom[0]), view.bev, view.bev_labels, view.palette, view.grid_min, view.grid_max,
+             view.camera_pose, "bird's-eye occupancy\nclass colour: occupied; white: free; grey: never observed")
+    ax3 = fig.add_subplot(bottom[1], projection="3d")
+    plot_voxels_3d(ax3, view.points, view.point_labels, view.palette, view.grid_min, view.grid_max, view.voxel_size,
+                   view.camera_pose, max_voxels=12000, occupied_count=view.occupied_count)
+    shown = [np.asarray(view.point_labels).reshape(-1), np.asarray(view.bev_labels)[np.asarray(view.bev_labels) > 0]]
+    if view.semantics is not None:
+        shown.append(np.asarray(view.semantics).reshape(-1))
+    handles = class_handles(np.concatenate(shown), view.class_names, view.palette)
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", fontsize="small", frameon=False, title="classes",
+                   title_fontsize="small")
     fig.suptitle(title, color=title_color, fontsize="large")
+    fit_3d_box(ax3)
     return fig

@@ -25,7 +25,8 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from scenedino_core.labels import SSC_CLASSES
-from scenedino_core.pipeline import FrameResult, Pipeline, PipelineConfig
+from scenedino_core.pipeline import FREE, FrameResult, Pipeline, PipelineConfig
+from scenedino_core.surface import surface_subset
 from scenedino_core.voxels import VoxelGrid
 
 from . import messages
@@ -127,7 +128,7 @@ def build_messages(r: FrameResult, stamp: Any, frame_id: str, camera_frame: str,
         stamp: ``builtin_interfaces/Time`` of the input image.
         frame_id: output frame of the voxel outputs (``infer``'s second value).
         camera_frame: frame of the rendered images (the input image's frame).
-        p: node parameters (``publish.*``, ``markers.max_voxels``).
+        p: node parameters (``publish.*``, ``markers.max_voxels``, ``points.surface_only``).
         class_names: (16,) SSC class names (``scenedino_core.labels.class_table``).
         palette: (16, 3) uint8 class colours.
         outputs: names to build (default: all); a name must also be switched on in ``p``.
@@ -140,15 +141,20 @@ def build_messages(r: FrameResult, stamp: Any, frame_id: str, camera_frame: str,
     header = Header(stamp=stamp, frame_id=frame_id)
     grid = r.grid
     out: list[tuple[str, Any]] = []
+    points, point_labels, point_confidence, point_index = r.points, r.point_labels, r.point_confidence, r.point_index
+    if p.points_surface_only and wanted & {"semantic_points", "voxels"}:
+        keep = surface_subset(point_index, r.voxel_labels < FREE)
+        points, point_labels, point_confidence, point_index = (points[keep], point_labels[keep],
+                                                               point_confidence[keep], point_index[keep])
     if "semantic_points" in wanted:
-        out.append(("semantic_points", messages.semantic_cloud(header, r.points, r.point_labels,
-                                                               palette[r.point_labels], r.point_confidence)))
+        out.append(("semantic_points", messages.semantic_cloud(header, points, point_labels, palette[point_labels],
+                                                               point_confidence)))
     if "occupancy" in wanted:
         map_origin = messages.translated(r.out_from_grid, (grid.origin[0], grid.origin[1], 0.0))
         out.append(("occupancy", messages.occupancy_grid(header, r.bev, grid.voxel_size, map_origin)))
     if "voxels" in wanted and p.publish_markers:
-        centres = np.asarray(grid.origin) + (r.point_index + 0.5) * grid.voxel_size
-        out.append(("voxels", messages.voxel_markers(header, centres, r.point_labels, palette, grid.voxel_size,
+        centres = np.asarray(grid.origin) + (point_index + 0.5) * grid.voxel_size
+        out.append(("voxels", messages.voxel_markers(header, centres, point_labels, palette, grid.voxel_size,
                                                      r.out_from_grid, p.markers_max_voxels)))
     if "voxel_grid" in wanted and p.publish_voxel_grid:
         out.append(("voxel_grid", messages.semantic_voxel_grid(

@@ -106,6 +106,9 @@ class NodeParams:
                                            lengths=(0, 3 * NUM_CLASSES), array_type=int)
     markers_max_voxels: int = _p("markers.max_voxels", 20000, "Cap on cubes in ~/voxels (MarkerArray); the "
                                  "PointCloud2 carries every voxel.", min=0, max=1_000_000)
+    points_surface_only: bool = _p("points.surface_only", False, "~/semantic_points and ~/voxels carry only surface "
+                                   "voxels (occupied, with a face neighbour that is not occupied: what a 3D view "
+                                   "shows) instead of every occupied voxel; ~/voxel_grid keeps every voxel.")
     publish_depth: bool = _p("publish.depth", True, "Publish ~/depth (32FC1, m) rendered from the input view.")
     publish_semantics: bool = _p("publish.semantics", True, "Publish ~/semantics (rgb8 class colours).")
     publish_markers: bool = _p("publish.markers", True, "Publish ~/voxels (MarkerArray).")

@@ -4,11 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from picture_checks import assert_legible, titles
 
 from conftest import reference_dir
 from scenedino_core import geometry, images
 from scenedino_core.checkpoint import load_model
+from scenedino_core.cli import infer
 from scenedino_core.cli.infer import main
+from scenedino_core.pipeline import RenderedView
+from scenedino_core.sscbench import grid as sscgrid
 
 
 @pytest.fixture
@@ -54,7 +58,30 @@ def test_render_and_grid_outputs(tiny_checkpoint, tmp_path):
     assert not res["ssc_labels"][~res["fov_mask"]].any()
     for name in ("input", "depth", "semantics", "features", "bev", "overview"):
         pic = images.read_rgb(tmp_path / f"r_{name}.png")
-        assert pic.ndim == 3 and pic.size > 0
+        assert pic.ndim == 3 and min(pic.shape[:2]) >= 300 and pic.std() > 15, name
+
+
+@pytest.mark.parametrize("size", [(32, 64), (192, 640)])
+def test_pictures_are_legible(size):
+    """Every picture scenedino-infer writes: titled with what it shows, not blank, its text on the canvas."""
+    rng = np.random.default_rng(0)
+    h, w = size
+    view = RenderedView(depth=rng.uniform(3, 60, (h // 2, w // 2)).astype(np.float32),
+                        train_ids=rng.integers(0, 19, (h // 2, w // 2)).astype(np.uint8),
+                        features=rng.normal(size=(h // 2, w // 2, 8)).astype(np.float32))
+    fov = sscgrid.fov_mask()
+    labels = np.where(fov & (rng.random(fov.shape) < 0.05), rng.integers(1, 16, fov.shape), 0).astype(np.uint8)
+    title = ("RANDOM WEIGHTS: untrained model, the outputs are noise\nscenedino-infer: street.png  |  "
+             "vit_base_patch8_224.dino 192x640 (checkpoint.pt)  |  mode stego_kmeans")
+    figs = infer.pictures(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), title, view, (labels, fov))
+    assert sorted(figs) == ["bev", "depth", "features", "input", "overview", "semantics"]
+    for name, fig in figs.items():
+        assert_legible(fig, name)
+        assert title in titles(fig)
+    assert "depth" in titles(figs["depth"]) and "principal components" in titles(figs["features"])
+    assert "SSCBench classes" in titles(figs["semantics"]) and "outside the camera view" in titles(figs["bev"])
+    assert figs["bev"].axes[0].get_xlabel() == "y (m, left +)"
+    assert sorted(infer.pictures(np.zeros((h, w, 3), np.uint8), "t")) == ["input"]  # no --render, no --grid
 
 
 @pytest.mark.parametrize("make, match", [

@@ -1,8 +1,9 @@
 """``scenedino-first-run`` end to end (tiny checkpoint, 3 small frames, a coarse grid) and its live Foxglove view.
 
 The live view is checked with a minimal WebSocket client written here (the ``websockets`` package is not a project
-dependency): HTTP upgrade with the ``foxglove.sdk.v1`` subprotocol, then the server's ``serverInfo`` / ``advertise``
-JSON and binary ``messageData`` frames. Run through scripts/test.sh (private network namespace: only loopback).
+dependency): HTTP upgrade offering the ``foxglove.sdk.v1`` and/or ``foxglove.websocket.v1`` subprotocols, then the
+server's ``serverInfo`` / ``advertise`` JSON and binary ``messageData`` frames, over a real TCP socket. Run through
+scripts/test.sh (private network namespace: only loopback).
 """
 from __future__ import annotations
 
@@ -34,13 +35,18 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from conftest import tiny_config, tiny_model  # noqa: E402
+from picture_checks import assert_legible  # noqa: E402
 from scenedino_core import visualize as viz  # noqa: E402
 from scenedino_core.checkpoint import save_checkpoint  # noqa: E402
 from scenedino_core.config import to_dict  # noqa: E402
+from scenedino_core.labels import class_table  # noqa: E402
+from scenedino_core.pipeline import FREE  # noqa: E402
+from scenedino_core.surface import exposed_voxels  # noqa: E402
 from scenedino_ros.bag.process import ProcessedFrame  # noqa: E402
 from scenedino_ros.cli import first_run as first_run_cli  # noqa: E402
 from scenedino_ros.demo import first_run, live_view  # noqa: E402
 from scenedino_ros.demo import pictures as demo_pictures  # noqa: E402
+from scenedino_ros.demo import subprotocol_relay as relay  # noqa: E402
 from scenedino_ros.demo.foxglove_view import HOST, FoxgloveView, RawMessage, ros2msg_definition, type_name  # noqa: E402
 
 FRAMES = 3
@@ -58,12 +64,13 @@ INPUT_TOPICS = ("/tf", "/tf_static", "/kitti360/image_00/image_rect", "/kitti360
 class WsClient:
     """Just enough of RFC 6455 for a Foxglove server: handshake, masked text frames out, frames in."""
 
-    def __init__(self, port: int, timeout: float = 10.0):
+    def __init__(self, port: int, timeout: float = 10.0, protocols: str = "foxglove.sdk.v1, foxglove.websocket.v1",
+                 upgrade: bool = True):
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
+        offer = f"Sec-WebSocket-Protocol: {protocols}\r\n" if protocols else ""
         self.sock.sendall((f"GET / HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                           "Sec-WebSocket-Protocol: foxglove.sdk.v1, foxglove.websocket.v1\r\n\r\n").encode())
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n").encode())
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
             chunk = self.sock.recv(4096)
@@ -71,7 +78,7 @@ class WsClient:
             self.buf += chunk
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
         self.response = head.decode()
-        assert self.response.startswith("HTTP/1.1 101"), self.response
+        assert self.response.startswith("HTTP/1.1 101") == upgrade, self.response
         m = re.search(r"(?im)^sec-websocket-protocol:\s*(\S+)", self.response)
         self.subprotocol = m.group(1) if m else ""
         self.partial: tuple[int, bytes] = (0, b"")
@@ -149,6 +156,9 @@ class Recorder(threading.Thread):
         self.pending: list[tuple[float, int]] = []
         self.channels: dict[int, dict] = {}
         self.payloads: dict[str, bytes] = {}
+        """Topic -> the last message received."""
+        self.first: dict[str, tuple[int, bytes]] = {}
+        """Topic -> (log time, data) of the first message received."""
         self.counts: dict[str, int] = {}
         self.stop = threading.Event()
         self.error: BaseException | None = None
@@ -172,9 +182,10 @@ class Recorder(threading.Thread):
                             self.channels[ch["id"]] = ch
                             self.pending.append((time.monotonic(), ch["id"]))
                 elif opcode == 2 and payload[0] == 1:  # messageData: op, subscription id, timestamp, payload
-                    sub_id = struct.unpack_from("<I", payload, 1)[0]
+                    sub_id, log_time = struct.unpack_from("<IQ", payload, 1)
                     topic = self.channels[sub_id]["topic"]
                     self.payloads[topic] = payload[13:]
+                    self.first.setdefault(topic, (log_time, payload[13:]))
                     self.counts[topic] = self.counts.get(topic, 0) + 1
         except BaseException as exc:  # surfaced by the test
             self.error = exc
@@ -247,23 +258,84 @@ def test_first_run_writes_bag_pictures_and_summary(first):
     assert np.abs(inputs[0].astype(int) - inputs[1].astype(int)).mean() > 1  # the car moved
 
 
+def test_first_run_output_size_is_stated_and_the_cloud_holds_surface_voxels(first):
+    """The summary says how big the output is and why; the cloud carries exactly the surface voxels of the dense
+    grid (``points.surface_only``, a first-run default), the grid every voxel."""
+    out, rc, text, _ = first
+    assert rc == 0, text
+    summary = json.loads((out / "summary.json").read_text())
+    folders = summary["folder_bytes"]
+    assert set(folders) == {"kitti360", "drive", "scenedino_outputs", "pictures"}
+    mcap = Path(summary["output_mcap"])
+    assert folders["scenedino_outputs"] >= mcap.stat().st_size > 0
+    assert f"{sum(folders.values()) / 1e6:.1f} MB in {out}" in text
+    assert "per message before compression: " in text and "/scenedino/semantic_points" in summary["topic_bytes"]
+    assert summary["surface_only"] is True
+    assert "surface voxels of" in text and "24 bytes each" in text and "points.surface_only" in text
+    assert 0 < summary["mean_cloud_points"] <= summary["mean_occupied_voxels"]
+    from scenedino_ros.msg import SemanticVoxelGrid
+
+    with mcap.open("rb") as f:
+        clouds = [m for _, _, m in make_reader(f).iter_messages(topics=["/scenedino/semantic_points"])]
+    with mcap.open("rb") as f:
+        grids = [m for _, _, m in make_reader(f).iter_messages(topics=["/scenedino/voxel_grid"])]
+    assert len(clouds) == len(grids) == FRAMES
+    for cloud_msg, grid_msg in zip(clouds, grids):
+        cloud = deserialize_message(bytes(cloud_msg.data), PointCloud2)
+        grid = deserialize_message(bytes(grid_msg.data), SemanticVoxelGrid)
+        labels = np.frombuffer(bytes(grid.labels), np.uint8).reshape(grid.size_z, grid.size_y, grid.size_x)
+        occupied = labels < FREE
+        assert cloud.width == np.count_nonzero(exposed_voxels(occupied)) <= np.count_nonzero(occupied)
+
+
+def _first_bag_times(bag: Path) -> dict[str, int]:
+    """Topic -> bag time of its first message in a rosbag2 bag."""
+    from rosbags.rosbag2 import Reader
+
+    first: dict[str, int] = {}
+    with Reader(bag) as reader:
+        for conn, t, _ in reader.messages():
+            first.setdefault(conn.topic, t)
+    return first
+
+
 def test_second_run_reuses_the_drive_and_streams_live(first, checkpoint):
+    """A viewer connected before the run gets every channel advertised before the first frame and the first message
+    on each (outputs: the first frame's; inputs: the bag's first), every frame's outputs, and clouds in the one
+    palette. The drive and its bag are reused."""
     out, rc, _, _ = first
     assert rc == 0
     marker = out / first_run.DRIVE_DIR / first_run.DRIVE_MARKER
     image = next((out / first_run.DRIVE_DIR).rglob("0000000000.png"))
     before = (marker.stat().st_mtime_ns, image.stat().st_mtime_ns, (out / "drive" / "metadata.yaml").stat().st_mtime_ns)
+    frames: list[ProcessedFrame] = []
     with FoxgloveView(port=0) as view:
-        client = WsClient(view.port)
+        client = WsClient(view.port)  # connected before the run
         assert client.subprotocol == "foxglove.sdk.v1"
         assert client.recv_json()["op"] == "serverInfo"
         recorder = Recorder(client)
         recorder.start()
+        live = live_view.LiveStream(view, out / first_run.INPUT_BAG)
+
+        def start(p):
+            topics = live.start(p)
+            deadline = time.monotonic() + 30
+            while not all(view.subscribers(t) for t in topics):  # the viewer subscribes to what was advertised
+                assert time.monotonic() < deadline, {t: view.subscribers(t) for t in topics}
+                time.sleep(0.02)
+            assert not frames, "channels must exist before the first frame"
+
+        def each(frame):
+            frames.append(frame)
+            live(frame)
+
         t0 = time.perf_counter()
         summary = first_run.run(out, FRAMES, checkpoint, image_size=(94, 352), overrides=COARSE, progress=False,
-                                on_frame=live_view.LiveStream(view, out / first_run.INPUT_BAG))
+                                on_start=start, on_frame=each)
         print(f"second run: {time.perf_counter() - t0:.1f} s")
-        recorder.wait_for(OUTPUT_TOPICS + INPUT_TOPICS)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and any(recorder.counts.get(t, 0) < FRAMES for t in OUTPUT_TOPICS):
+            time.sleep(0.05)
         recorder.stop.set()
         recorder.join(5)
         client.close()
@@ -278,13 +350,41 @@ def test_second_run_reuses_the_drive_and_streams_live(first, checkpoint):
         assert advertised[topic]["encoding"] == "cdr" and advertised[topic]["schemaEncoding"] == "ros2msg"
     assert advertised["/tf"]["schemaName"] == "tf2_msgs/msg/TFMessage"
     assert advertised["/scenedino/semantic_points"]["schemaName"] == "sensor_msgs/msg/PointCloud2"
-    assert set(OUTPUT_TOPICS + INPUT_TOPICS) <= set(recorder.payloads), sorted(recorder.payloads)
+
+    # the first message on every channel: outputs and /tf_static stamped with the first frame, inputs the bag's first
+    first_stamp = frames[0].stamp_ns
+    bag_first = _first_bag_times(out / first_run.INPUT_BAG)
+    for topic in advertised:
+        assert topic in recorder.first, f"nothing received on {topic}"
+        expected = first_stamp if topic.startswith("/scenedino/") or topic == "/tf_static" else bag_first[topic]
+        assert recorder.first[topic][0] == expected, (topic, recorder.first[topic][0], expected)
+    for topic in OUTPUT_TOPICS:
+        assert recorder.counts[topic] == FRAMES, (topic, recorder.counts)
+
     grid = deserialize_message(recorder.payloads["/scenedino/occupancy"], OccupancyGrid)
     assert grid.info.width == 64 and len(grid.data) == 64 * 64
     image_msg = deserialize_message(recorder.payloads["/kitti360/image_00/image_rect"], Image)
     assert (image_msg.height, image_msg.width, image_msg.encoding) == (94, 352, "rgb8")
     tf = get_typestore(Stores.ROS2_KILTED).deserialize_cdr(recorder.payloads["/tf_static"], "tf2_msgs/msg/TFMessage")
     assert {t.child_frame_id for t in tf.transforms} >= {"camera_00_optical_frame", "velodyne"}
+
+    # one palette on the wire: every point of the first cloud has the colour of its class
+    cloud = deserialize_message(recorder.first["/scenedino/semantic_points"][1], PointCloud2)
+    points = np.frombuffer(bytes(cloud.data), np.dtype({"names": ["rgb", "label"], "formats": ["<u4", "<u4"],
+                                                        "offsets": [12, 16], "itemsize": 24}))
+    rgb = np.stack([points["rgb"] >> 16 & 0xFF, points["rgb"] >> 8 & 0xFF, points["rgb"] & 0xFF], 1)
+    assert len(points) > 0
+    np.testing.assert_array_equal(rgb, class_table()[1][points["label"]])
+
+    # the pictures of a real frame with the real title are legible
+    p = first_run.node_params(checkpoint, False, "cpu", COARSE)
+    names, palette = class_table(p.class_colors_rgb)
+    view_arrays = demo_pictures.scene_view(frames[-1], p, names, palette)
+    title = demo_pictures.frame_title(FRAMES - 1, FRAMES, frames[-1], summary.model, random_weights=True)
+    figures = viz.frame_figures(view_arrays, title)
+    figures["overview"] = viz.overview_figure(view_arrays, title, "red")
+    for name, fig in figures.items():
+        assert_legible(fig, name)
 
 
 def test_drive_completeness(first):
@@ -344,7 +444,7 @@ def test_titles_and_picture_frames():
                                      intrinsics=np.eye(3), result=result, frame_id="cam", camera_frame="cam",
                                      messages=[])
     title = demo_pictures.frame_title(1, 3, frame, "tiny 32x64 (tiny.pt)", random_weights=False)
-    assert title.splitlines() == ["frame 2/3  |  stamp 1369730762.100 s  |  tiny 32x64 (tiny.pt)",
+    assert title.splitlines() == ["frame 2/3, stamp 1369730762.100 s", "tiny 32x64 (tiny.pt)",
                                   "812 ms in the model (encode 100, voxels 700, render 12)"]
     random_title = demo_pictures.frame_title(1, 3, frame, "tiny", random_weights=True)
     assert random_title.splitlines()[0] == demo_pictures.RANDOM_WARNING
@@ -382,7 +482,8 @@ def test_view_binds_loopback_and_serves_ros2_messages():
         port = view.port
         assert view.url == f"ws://127.0.0.1:{port}"
         if os.path.exists("/proc/net/tcp"):
-            assert _listeners(port) == ["0100007F"], "the server must listen on 127.0.0.1 only"
+            for p in (port, view.server_port):  # the relay and the SDK server behind it
+                assert _listeners(p) == ["0100007F"], "the server must listen on 127.0.0.1 only"
         view.publish("/camera_info", info, 5)
         view.publish_raw(raw, 5)
         client = WsClient(port)
@@ -421,6 +522,63 @@ def test_view_binds_loopback_and_serves_ros2_messages():
         time.sleep(0.01)
     with pytest.raises(OSError):
         socket.create_connection((HOST, port), timeout=2).close()
+
+
+@pytest.mark.parametrize("protocols, served", [("foxglove.websocket.v1", "foxglove.websocket.v1"),
+                                               ("foxglove.sdk.v1", "foxglove.sdk.v1"),
+                                               ("foxglove.websocket.v1, foxglove.sdk.v1", "foxglove.sdk.v1")])
+def test_view_serves_both_subprotocol_names(protocols, served):
+    """A client offering only ``foxglove.websocket.v1`` (@foxglove/ws-protocol, older Lichtblick) is served under
+    that name and gets the protocol's messages, like one offering ``foxglove.sdk.v1``."""
+    info = CameraInfo(width=64, height=32)
+    with FoxgloveView(port=0) as view:
+        view.advertise("/camera_info", CameraInfo)
+        client = WsClient(view.port, protocols=protocols)
+        assert client.subprotocol == served
+        assert client.recv_json()["op"] == "serverInfo"
+        advert = client.recv_json()
+        assert advert["op"] == "advertise" and advert["channels"][0]["topic"] == "/camera_info"
+        time.sleep(Recorder.SUBSCRIBE_DELAY_S)
+        client.send_json({"op": "subscribe", "subscriptions": [{"id": 3, "channelId": advert["channels"][0]["id"]}]})
+        deadline = time.monotonic() + 10
+        while not view.subscribers("/camera_info"):
+            assert time.monotonic() < deadline, "the subscription never reached the server"
+            time.sleep(0.01)
+        view.publish("/camera_info", info, 77)
+        opcode, payload = client.recv()
+        assert opcode == 2 and struct.unpack_from("<BIQ", payload) == (1, 3, 77)
+        assert deserialize_message(payload[13:], CameraInfo).width == 64
+        client.close()
+
+
+@pytest.mark.parametrize("protocols", ["", "some.other.v1"])
+def test_view_refuses_other_subprotocols_with_the_sdk_error(protocols):
+    with FoxgloveView(port=0) as view:
+        client = WsClient(view.port, protocols=protocols, upgrade=False)
+        assert client.response.startswith("HTTP/1.1 400")
+        while b"Missing expected sec-websocket-protocol header" not in client.buf:
+            chunk = client.sock.recv(4096)
+            assert chunk, client.buf
+            client.buf += chunk
+        client.sock.close()
+
+
+def test_relay_rewrites_only_legacy_handshakes():
+    legacy = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"sec-websocket-protocol: foxglove.websocket.v1\r\n\r\n")
+    assert relay.offered_subprotocols(legacy) == ["foxglove.websocket.v1"]
+    head, rewritten = relay.rewrite_request(legacy)
+    assert rewritten and relay.offered_subprotocols(head) == ["foxglove.sdk.v1"] and head.endswith(b"\r\n\r\n")
+    assert head.startswith(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+    both = legacy.replace(b"foxglove.websocket.v1", b"foxglove.websocket.v1, foxglove.sdk.v1")
+    assert relay.rewrite_request(both) == (both, False)
+    other = legacy.replace(b"foxglove.websocket.v1", b"x.v2")
+    assert relay.rewrite_request(other) == (other, False)
+    ok = b"HTTP/1.1 101 Switching Protocols\r\nsec-websocket-protocol: foxglove.sdk.v1\r\n\r\n"
+    assert relay.rewrite_response(ok) == (b"HTTP/1.1 101 Switching Protocols\r\n"
+                                          b"Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n")
+    refused = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+    assert relay.rewrite_response(refused) == refused
 
 
 @pytest.mark.parametrize("msg_type", [PointCloud2, Image, CameraInfo, MarkerArray, OccupancyGrid])

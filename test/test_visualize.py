@@ -1,8 +1,10 @@
-"""The picture helpers of scenedino_core.visualize: colours at known places, legends, empty and NaN inputs."""
+"""The picture helpers of scenedino_core.visualize: colours at known places, legends, empty and NaN inputs, and
+every picture titled, not blank and with its text on the canvas."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from picture_checks import assert_legible, outside_canvas, titles
 
 from scenedino_core import visualize as viz
 from scenedino_core.labels import SSC_CLASSES, ssc_palette
@@ -30,17 +32,20 @@ def pixel(fig, ax, x_data: float, y_data: float) -> np.ndarray:
     return rgb[int(round(rgb.shape[0] - row)), int(round(col))]
 
 
-def scene(n_points: int = 50) -> viz.SceneView:
+def scene(n_points: int = 50, size: tuple[int, int] = (60, 200), occupied_count: int | None = None) -> viz.SceneView:
+    """A frame with every class in the rendered semantics, the bird's-eye view and the voxels."""
     rng = np.random.default_rng(0)
     bev = np.zeros((Y, X), np.int8)
     bev[:, 30:] = -1
-    labels = np.full((Y, X), ROAD, np.uint8)
+    bev[rng.random((Y, X)) < 0.3] = 100
+    labels = rng.integers(1, 16, (Y, X)).astype(np.uint8)
     points = rng.uniform(GRID_MIN, GRID_MAX, (n_points, 3))
+    h, w = size
     return viz.SceneView(
-        rgb=rng.integers(0, 255, (60, 200, 3), dtype=np.uint8), depth=rng.uniform(2, 50, (15, 50)),
-        semantics=rng.integers(0, 3, (15, 50)), bev=bev, bev_labels=labels, points=points,
+        rgb=rng.integers(0, 255, (h, w, 3), dtype=np.uint8), depth=rng.uniform(2, 50, (h // 4, w // 4)),
+        semantics=rng.integers(0, 16, (h // 4, w // 4)), bev=bev, bev_labels=labels, points=points,
         point_labels=rng.integers(1, 16, n_points), grid_min=GRID_MIN, grid_max=GRID_MAX, voxel_size=0.5,
-        camera_pose=camera_pose(), class_names=NAMES, palette=PALETTE)
+        camera_pose=camera_pose(), class_names=NAMES, palette=PALETTE, occupied_count=occupied_count)
 
 
 class TestBevRgb:
@@ -117,8 +122,12 @@ class TestDepth:
         depth[0, 0], depth[0, 1], depth[0, 2] = np.nan, np.inf, 0.0
         fig = viz.new_figure(4, 3)
         ax = fig.add_subplot()
-        viz.plot_depth(ax, depth)
-        assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "depth (m)"  # the colour bar
+        cbar = viz.plot_depth(ax, depth)
+        assert cbar.ax.get_ylabel() == "depth (m)"
+        ticks = [t.get_text() for t in cbar.ax.get_yticklabels()]
+        assert ticks == ["5", "7", "10", "15", "20", "30"]  # plain metres inside the range (3.56 .. 40 m)
+        ax_box, bar_box = ax.get_window_extent(), cbar.ax.get_window_extent()
+        assert bar_box.height == pytest.approx(ax_box.height, abs=1) and bar_box.x0 > ax_box.x1  # beside the image
         grey = pixel(fig, ax, 0.0, 0.0)
         assert grey[0] == grey[1] == grey[2]  # invalid depth: grey, not a colour of the map
         near, far = pixel(fig, ax, 0.0, 9.0), pixel(fig, ax, 19.0, 9.0)
@@ -138,7 +147,7 @@ class TestVoxels3d:
         ax = fig.add_subplot(projection="3d")
         n = viz.plot_voxels_3d(ax, rng.uniform(GRID_MIN, GRID_MAX, (500, 3)), rng.integers(1, 16, 500), PALETTE,
                                GRID_MIN, GRID_MAX, 0.5, camera_pose(), max_voxels=100)
-        assert n == 100 and "100 of 500" in ax.get_title()
+        assert n == 100 and "100 of 500 occupied voxels drawn" in ax.get_title()
         assert ax.get_box_aspect() is not None
         np.testing.assert_allclose(ax.get_xlim(), (GRID_MIN[0], GRID_MAX[0]))
         fig2 = viz.new_figure(5, 4)
@@ -165,14 +174,12 @@ class TestVoxels3d:
                                GRID_MIN, GRID_MAX, 0.5)
 
 
-def test_exposed_voxels():
-    occupied = np.zeros((5, 5, 6), bool)
-    occupied[1:4, 1:4, 1:4] = True  # a 3x3x3 block: only its centre is hidden
-    occupied[0, 0, 5] = True  # a lone voxel in a corner of the grid
-    exposed = viz.exposed_voxels(occupied)
-    assert exposed.sum() == 26 + 1 and not exposed[2, 2, 2] and exposed[0, 0, 5]
-    assert viz.exposed_voxels(np.ones((3, 3, 3), bool)).sum() == 26  # the grid's outside counts as free
-    assert not viz.exposed_voxels(np.zeros((2, 2, 2), bool)).any()
+def test_voxel_count_text():
+    assert viz.voxel_count_text(100, 500) == "100 of 500 occupied voxels drawn"
+    assert viz.voxel_count_text(50, 50) == "50 occupied voxels"
+    assert (viz.voxel_count_text(15000, 142265, 909000)
+            == "15,000 of 142,265 surface voxels drawn; 909,000 occupied in all")
+    assert viz.voxel_count_text(20, 20, 90) == "all 20 surface voxels drawn; 90 occupied in all"
 
 
 def test_subsample():
@@ -187,8 +194,50 @@ def test_frame_figures_and_atomic_save(tmp_path):
     for name, fig in figs.items():
         path = viz.save_figure(fig, tmp_path / f"{name}.png")
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert "frame 1/1 | test" in "\n".join(ax.get_title() for ax in fig.axes)
+        assert fig.get_suptitle() == "frame 1/1 | test"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.png" for n in figs)  # no temp files left
+
+
+#: A first-run title as long as they come (random weights, full-size model name, four-digit timings).
+LONG_TITLE = ("RANDOM WEIGHTS: untrained model, the outputs are meaningless\nframe 20/20, stamp 1369730764.000 s\n"
+              "vit_base_patch8_224.dino 192x640 (scenedino_synthetic_demo.pt)\n"
+              "12345 ms in the model (encode 3200, voxels 8888, render 1234)")
+
+
+@pytest.mark.parametrize("size", [(376, 1408), (60, 200), (192, 640)])
+def test_frame_pictures_are_legible(size):
+    """Every picture of a frame: titled with what it shows, not blank, its text (long titles, legends of all 15
+    classes, axis labels) on the canvas; the 3D panel says how many voxels it draws of how many."""
+    view = scene(n_points=400, size=size, occupied_count=5000)
+    figs = viz.frame_figures(view, LONG_TITLE)
+    figs["overview"] = viz.overview_figure(view, LONG_TITLE, title_color="red")
+    for name, fig in figs.items():
+        assert_legible(fig, name)
+        assert LONG_TITLE in titles(fig), name
+    assert "depth" in titles(figs["depth"]) and "semantics" in titles(figs["semantics"])
+    assert "free" in titles(figs["bev"]) and "never observed" in titles(figs["bev"])
+    for fig in (figs["voxels"], figs["overview"]):
+        assert "400 surface voxels drawn; 5,000 occupied in all" in titles(fig)
+        assert any("taller" in ax.get_zlabel() for ax in fig.axes if ax.name == "3d")
+    legend_names = [t.get_text() for t in figs["overview"].legends[0].get_texts()]
+    assert legend_names == list(NAMES)  # every class shown (semantics has 0..15), in label order
+
+
+@pytest.mark.filterwarnings("ignore:constrained_layout not applied")
+def test_outside_canvas_finds_clipped_text():
+    """The check can fail: a title wider than its figure, a legend beyond the right edge."""
+    fig = viz.new_figure(3, 2)
+    ax = fig.add_subplot()
+    ax.set_title("a title far too long for a figure three inches wide, it runs off both sides")
+    assert any("axes titled" in p for p in outside_canvas(fig))
+    fig2 = viz.new_figure(3, 2)
+    ax2 = fig2.add_subplot()
+    ax2.set_title("short")
+    ax2.legend(handles=viz.class_handles(np.arange(16), NAMES, PALETTE), loc="upper left", bbox_to_anchor=(2, 1))
+    assert outside_canvas(fig2)
+    fig3 = viz.new_figure(3, 2)
+    fig3.add_subplot().set_title("fits")
+    assert outside_canvas(fig3) == []
 
 
 def test_overview_title_and_content():
@@ -198,3 +247,4 @@ def test_overview_title_and_content():
     assert len([ax for ax in fig.axes if ax.name == "3d"]) == 1
     rgb = viz.figure_rgb(fig)
     assert rgb.shape == (1000, 1800, 3) and rgb.std() > 20
+    assert_legible(fig, "overview")

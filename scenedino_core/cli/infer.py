@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from ..images import FittedImage
-    from ..pipeline import Pipeline
+    from ..pipeline import Pipeline, RenderedView
 
 _logger = logging.getLogger("scenedino-infer")
 
@@ -97,9 +99,7 @@ def read_points(path: Path) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> dict[str, np.ndarray]:
-    from .. import images as imgs
     from .. import visualize
-    from ..labels import ssc_palette, train_palette
     from ..sscbench import grid as sscgrid
 
     pipe = _pipeline(args)
@@ -113,26 +113,104 @@ def run(args: argparse.Namespace) -> dict[str, np.ndarray]:
         q = pipe.query_points(frame, read_points(args.points))
         result.update(sigma=q.sigma[0].cpu().numpy(), features=q.features[0].cpu().numpy(),
                       invalid=q.outside[0].cpu().numpy(), classes=q.classes[0].cpu().numpy().astype(np.uint8))
-    pictures = {"input": fitted.rgb}
+    view = None
     if args.render:
         view = pipe.render(frame, args.render_stride, features=True)
         result.update(render_depth=view.depth, render_classes=view.train_ids)
-        pictures.update(depth=visualize.colorize_depth(view.depth),
-                        semantics=visualize.colorize_labels(view.train_ids, train_palette()),
-                        features=visualize.pca_rgb(view.features))
+    grid = None
     if args.grid:
         fov = sscgrid.fov_mask()
         pred = pipe.predict(frame, centres=sscgrid.voxel_centers_camera(), semantic_mask=fov)
         result.update(ssc_labels=pred.labels, fov_mask=fov, sigma_grown=pred.sigma_grown)
-        pictures["bev"] = visualize.bev_image(pred.labels, ssc_palette(), in_view=fov)
+        grid = (pred.labels, fov)
     _write_npz(args.out, result)
-    for name, pic in pictures.items():
-        imgs.write_rgb(out_dir / f"{args.out.stem}_{name}.png", pic)
-    if args.render:
-        imgs.write_rgb(out_dir / f"{args.out.stem}_overview.png",
-                       visualize.side_by_side(*(pictures[k] for k in ("input", "depth", "semantics", "features")),
-                                              height=192))
+    source = "sample image" if args.sample_image else args.image.name
+    title = f"scenedino-infer: {source}  |  {pipe.describe()}  |  mode {pipe.mode.value}"
+    if args.random_weights:
+        title = f"RANDOM WEIGHTS: untrained model, the outputs are noise\n{title}"
+    for name, fig in pictures(fitted.rgb, title, view, grid).items():
+        visualize.save_figure(fig, out_dir / f"{args.out.stem}_{name}.png")
     return result
+
+
+#: What the rendered semantics show (SSC classes; trainIds without one are drawn as "empty").
+SEMANTICS_TITLE = "rendered semantics: SSCBench classes (sky and rider: empty)"
+
+
+def pictures(rgb: np.ndarray, title: str, view: RenderedView | None = None,
+             grid: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Figure]:
+    """The pictures ``scenedino-infer`` writes, each titled ``title`` plus what it shows.
+
+    Args:
+        rgb: (H, W, 3) uint8 model input image.
+        title: first title line(s): input, model, mode.
+        view: the rendered input view (``--render``): ``depth``, ``semantics`` (trainIds drawn in the colour of
+            their SSC class: one palette everywhere), ``features`` (PCA) and ``overview`` pictures.
+        grid: (SSC labels (X, Y, Z), FOV mask (X, Y, Z)) of the SSCBench grid (``--grid``): the ``bev`` picture.
+
+    Returns:
+        Picture name -> figure: ``input`` always, the others as the arguments allow.
+    """
+    from .. import visualize
+    from ..labels import class_table, trainid_to_ssc
+    from ..sscbench import grid as sscgrid
+
+    names, palette = class_table()
+    h, w = rgb.shape[:2]
+    size = (10.0, 10.0 * h / w + 1.6)
+    figs: dict[str, Figure] = {"input": visualize.new_figure(*size)}
+    visualize.plot_image(figs["input"].add_subplot(), rgb, f"model input image ({w}x{h} px)")
+    semantics = None
+    if view is not None:
+        semantics = trainid_to_ssc(view.train_ids)
+        figs["depth"] = visualize.new_figure(*size)
+        visualize.plot_depth(figs["depth"].add_subplot(), view.depth, "rendered depth (z along the optical axis)")
+        figs["semantics"] = visualize.new_figure(size[0] + 1.5, size[1])
+        visualize.plot_semantics(figs["semantics"].add_subplot(), semantics, names, palette, SEMANTICS_TITLE)
+        figs["features"] = visualize.new_figure(*size)
+        visualize.plot_features(figs["features"].add_subplot(), view.features)
+    if grid is not None:
+        figs["bev"] = visualize.new_figure(9.0, 8.0)
+        ax = figs["bev"].add_subplot()
+        bev, top = grid_bev(*grid)
+        lo = np.asarray(sscgrid.GRID_ORIGIN_VELO)
+        visualize.plot_bev(ax, bev, top, palette, lo, lo + np.asarray(sscgrid.GRID_DIMS) * sscgrid.VOXEL_SIZE,
+                           sscgrid.cam_to_velo_matrix(), "SSCBench grid from above: class of the highest occupied "
+                           "voxel\nwhite: free; grey: outside the camera view")
+        visualize.class_legend(ax, top[top > 0], names, palette)
+    if view is not None:
+        figs["overview"] = _overview(rgb, view, semantics, names, palette)
+    for fig in figs.values():
+        fig.suptitle(title, fontsize="medium")
+    return figs
+
+
+def grid_bev(labels: np.ndarray, fov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bird's-eye view of an SSC label grid: ((Y, X) int8 100 occupied column, 0 free, -1 never in view; (Y, X) class
+    of each column's highest occupied voxel)."""
+    from .. import visualize
+
+    occupied = (np.asarray(labels) > 0).any(axis=2)
+    bev = np.where(occupied, 100, np.where(np.asarray(fov).any(axis=2), 0, -1)).astype(np.int8)
+    return np.ascontiguousarray(bev.T), np.ascontiguousarray(visualize.bev_labels(labels).T)
+
+
+def _overview(rgb: np.ndarray, view: RenderedView, semantics: np.ndarray, names: tuple[str, ...],
+              palette: np.ndarray) -> Figure:
+    from .. import visualize
+
+    h, w = rgb.shape[:2]
+    fig = visualize.new_figure(16.0, 2 * 8.0 * h / w + 2.2)
+    gs = fig.add_gridspec(2, 2)
+    visualize.plot_image(fig.add_subplot(gs[0, 0]), rgb, "model input image")
+    visualize.plot_depth(fig.add_subplot(gs[0, 1]), view.depth, "rendered depth (m)")
+    visualize.plot_semantics(fig.add_subplot(gs[1, 0]), semantics, names, palette, SEMANTICS_TITLE, legend=False)
+    visualize.plot_features(fig.add_subplot(gs[1, 1]), view.features, "rendered features (PCA as RGB)")
+    handles = visualize.class_handles(semantics, names, palette)
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", fontsize="small", frameon=False, title="classes",
+                   title_fontsize="small")
+    return fig
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -169,6 +169,13 @@ def _voxel_grid_msgdef() -> str | None:
     return None
 
 
+def output_topic_types(p: NodeParams, node_name: str = NODE_NAME) -> dict[str, type]:
+    """Topic -> rclpy message type of every output ``process_bag`` writes with these parameters, in publishing
+    order (``~/voxel_grid`` only when its message definition is available, as ``process_bag`` decides)."""
+    voxel_grid = p.publish_voxel_grid and _voxel_grid_msgdef() is not None
+    return {f"/{node_name}/{name}": cls for name, cls in outputs.output_types(p, voxel_grid=voxel_grid).items()}
+
+
 def _output_qos(name: str) -> Qos:
     """The QoS the live node offers on output ``name`` (``node._create_publishers``), as ``ros2 bag record`` writes
     it (rclpy's defaults resolved: automatic liveliness, infinite durations)."""

@@ -16,6 +16,7 @@ from scenedino_core.data.synthetic import FULL_SIZE
 from scenedino_core.pipeline import PipelineError
 
 from ..bag.process import BagError
+from ..demo import first_run
 from ..demo.first_run import (DEMO_CHECKPOINT, DRIVE_SEED, INPUT_BAG, RunSummary, choose_checkpoint, run)
 from ..demo.foxglove_view import DEFAULT_PORT, FoxgloveView
 from ..demo.live_view import LiveStream
@@ -61,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "model (the outputs are meaningless; announced everywhere)")
     ap.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N (default: cpu)")
     ap.add_argument("--viz", action="store_true", help="stream the outputs live to a Foxglove WebSocket server on "
-                    "127.0.0.1 (open it in the Foxglove app: Open connection -> Foxglove WebSocket)")
+                    "127.0.0.1 (open it in the Foxglove app or Lichtblick: Open connection -> Foxglove WebSocket; "
+                    "both subprotocol names, foxglove.sdk.v1 and foxglove.websocket.v1, are served); the server "
+                    "stops when the run ends")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"--viz port (default: {DEFAULT_PORT})")
     ap.add_argument("--viz-hold", action="store_true", help="with --viz: keep the server up after the run, "
                     "re-sending the last frame every second, until Ctrl-C")
@@ -71,6 +74,32 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--image-size", type=_image_size, default=FULL_SIZE, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=DRIVE_SEED, help=argparse.SUPPRESS)
     return ap
+
+
+def megabytes(n: float) -> str:
+    """``n`` bytes as "12.3 MB"."""
+    return f"{n / 1e6:.1f} MB"
+
+
+def size_lines(s: RunSummary, largest: int = 4) -> list[str]:
+    """How big the output is and why: bytes per folder, the ``largest`` output topics per message (before the
+    MCAP's zstd compression), and what makes them that size."""
+    if not s.folder_bytes:
+        return []
+    folders = ", ".join(f"{name} {megabytes(n)}" for name, n in sorted(s.folder_bytes.items(), key=lambda kv: -kv[1]))
+    lines = [f"  size       {megabytes(sum(s.folder_bytes.values()))} in {s.out}: {folders}"]
+    top = [f"{topic} {megabytes(n / max(s.topic_messages.get(topic, 1), 1))}"
+           for topic, n in list(s.topic_bytes.items())[:largest]]
+    if top:
+        lines.append(f"             per message before compression: {', '.join(top)}")
+    if s.mean_cloud_points == s.mean_cloud_points:  # not NaN: a cloud was written
+        which = "surface voxels" if s.surface_only else "voxels"
+        why = " (points.surface_only: the ones a 3D view shows; ~/voxel_grid has every voxel)" if s.surface_only else ""
+        lines.append(f"             the cloud holds {s.mean_cloud_points:,.0f} {which} of "
+                     f"{s.mean_occupied_voxels:,.0f} occupied per frame, 24 bytes each{why}")
+    lines.append("             the output bag also holds the inputs (image, Velodyne, TF) so it plays on its own; "
+                 f"{first_run.DRIVE_DIR}/ and {first_run.INPUT_BAG}/ are kept for the next run")
+    return lines
 
 
 def format_summary(s: RunSummary) -> str:
@@ -89,11 +118,13 @@ def format_summary(s: RunSummary) -> str:
         f"({model_line})",
         f"  pictures   {s.overview or '(none)'}" + (f" + {n_more} per-frame pictures in "
                                                      f"{s.overview.parent if s.overview else s.out}" if n_more else ""),
+        *size_lines(s),
         f"  summary    {s.summary_json}",
         "Look at it:",
         f"  Foxglove app (or Lichtblick): open the file {s.output_mcap or s.output_bag}",
         f"  ROS 2: ros2 bag play {s.output_bag}   (topics /scenedino/*, /tf, /tf_static, /kitti360/*)",
-        f"  live:  {PROG} --viz, then in Foxglove: Open connection -> ws://127.0.0.1:{DEFAULT_PORT}",
+        f"  live:  {PROG} --viz [--viz-hold], then in Foxglove or Lichtblick: Open connection -> "
+        f"ws://127.0.0.1:{DEFAULT_PORT}",
     ]
     return "\n".join(lines)
 
@@ -121,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{view.url})", flush=True)
         summary = run(args.out, args.frames, checkpoint, allow_random_weights=args.allow_random_weights,
                       device=args.device, image_size=args.image_size, seed=args.seed, overrides=tuple(args.param),
-                      progress=not args.no_progress, on_frame=live)
+                      progress=not args.no_progress, on_start=live.start if live else None, on_frame=live)
         print(format_summary(summary), flush=True)
         if live is not None and args.viz_hold:
             print(f"{PROG}: holding the live view on {live.view.url}, re-sending the last frame every second; "

@@ -7,9 +7,14 @@
 3. runs the node's processing over camera 00 of that bag (``scenedino_ros.bag.process``, the node's parameters from
    ``config/scenedino.yaml`` + ``config/kitti360.yaml``) into ``OUT/scenedino_outputs`` (MCAP, inputs included);
 4. draws pictures of a few frames (``OUT/pictures``: input, rendered depth, rendered semantics, bird's-eye
-   occupancy, 3D semantic voxels, one ``overview.png``) and writes ``OUT/summary.json``;
+   occupancy, 3D semantic voxels, one ``overview.png``) and writes ``OUT/summary.json`` (with the size of every
+   part of the output and of each output topic);
 5. with ``--viz``, streams every processed frame live to a Foxglove WebSocket server on 127.0.0.1
    (``scenedino_ros.demo.live_view``).
+
+Output size: the node's parameters plus ``FIRST_RUN_PARAMS``: the cloud and the markers carry only the surface
+voxels (what a 3D view shows) instead of every occupied voxel, several times less data for the same view; the dense
+``~/voxel_grid`` keeps every voxel.
 
 Weights: ``--checkpoint``, else the committed demo checkpoint (``checkpoints/scenedino_synthetic_demo.pt``); with
 neither, ``--allow-random-weights`` runs an untrained model, announced in the output and in every picture title.
@@ -51,6 +56,11 @@ CAMERA = "image_00"
 DRIVE_DIR, INPUT_BAG, OUTPUT_BAG, PICTURES_DIR = "kitti360", "drive", "scenedino_outputs", "pictures"
 #: Settings file written last into the drive folder: its presence means the drive is complete.
 DRIVE_MARKER = "first_run_drive.json"
+#: Node parameters the first run sets on top of the parameter files (``--param`` overrides still win): surface
+#: voxels only in ~/semantic_points and ~/voxels (with the demo model about 7x fewer points per frame).
+FIRST_RUN_PARAMS = ("points.surface_only:=true",)
+#: Topic of the labelled cloud in the output bag.
+CLOUD_TOPIC = "/scenedino/semantic_points"
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,18 @@ class RunSummary:
     """Processing loop time per frame (bag I/O, model, messages, pictures)."""
     mean_model_ms: dict[str, float]
     """Mean ``FrameResult.timings_ms`` per stage."""
+    folder_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Bytes on disk of each part of ``out`` (drive, input bag, output bag, pictures)."""
+    topic_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Message bytes (before the MCAP's zstd compression) of each topic of the output bag, largest first."""
+    topic_messages: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Messages of each topic of the output bag."""
+    mean_occupied_voxels: float = float("nan")
+    """Occupied voxels per frame (mean)."""
+    mean_cloud_points: float = float("nan")
+    """Points per ~/semantic_points cloud (mean): the surface voxels with ``points.surface_only``."""
+    surface_only: bool = False
+    """``points.surface_only`` was set."""
 
 
 # ----------------------------------------------------------------------------- steps
@@ -127,6 +149,27 @@ def mcap_files(bag: Path) -> list[Path]:
     return [bag] if bag.suffix == ".mcap" else sorted(bag.glob("*.mcap"))
 
 
+def disk_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file below a folder (0 when absent)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def topic_sizes(mcaps: list[Path]) -> tuple[dict[str, int], dict[str, int]]:
+    """(topic -> message bytes before compression, largest first; topic -> messages) of MCAP files."""
+    from mcap.reader import make_reader
+
+    size: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for path in mcaps:
+        with path.open("rb") as f:
+            for _, channel, message in make_reader(f).iter_messages():
+                size[channel.topic] = size.get(channel.topic, 0) + len(message.data)
+                count[channel.topic] = count.get(channel.topic, 0) + 1
+    return dict(sorted(size.items(), key=lambda kv: -kv[1])), count
+
+
 def _remove_output_bag(path: Path) -> None:
     """Delete an earlier run's output bag; refuse anything that is not a rosbag2 folder."""
     if not path.exists():
@@ -139,8 +182,8 @@ def _remove_output_bag(path: Path) -> None:
 def node_params(checkpoint: Path | None, allow_random_weights: bool, device: str,
                 overrides: tuple[str, ...] = ()) -> NodeParams:
     """The node's parameters for a KITTI-360 drive (``config/scenedino.yaml`` + ``kitti360.yaml``, then
-    ``name:=value`` ``overrides``) with these weights and device."""
-    p = load_params(default_params_files(), overrides)
+    ``FIRST_RUN_PARAMS``, then ``name:=value`` ``overrides``) with these weights and device."""
+    p = load_params(default_params_files(), FIRST_RUN_PARAMS + tuple(overrides))
     p = dataclasses.replace(p, checkpoint=str(checkpoint) if checkpoint else "",
                             allow_random_weights=allow_random_weights and checkpoint is None, device=device)
     validate(p)
@@ -167,7 +210,8 @@ def choose_checkpoint(given: Path | None, allow_random_weights: bool) -> Path | 
 
 def run(out: Path, frames: int, checkpoint: Path | None, *, allow_random_weights: bool = False, device: str = "cpu",
         image_size: tuple[int, int] = FULL_SIZE, seed: int = DRIVE_SEED, overrides: tuple[str, ...] = (),
-        progress: bool = True, on_frame: Callable[[ProcessedFrame], None] | None = None) -> RunSummary:
+        progress: bool = True, on_start: Callable[[NodeParams], object] | None = None,
+        on_frame: Callable[[ProcessedFrame], None] | None = None) -> RunSummary:
     """The first run (see the module docstring) into ``out``.
 
     Args:
@@ -179,6 +223,8 @@ def run(out: Path, frames: int, checkpoint: Path | None, *, allow_random_weights
         seed: seed of the synthetic world.
         overrides: node parameter overrides, ``name:=value``.
         progress: show progress bars.
+        on_start: called with the node parameters once the input bag exists, before the first frame (e.g.
+            ``LiveStream.start``, which advertises every channel of the live view).
         on_frame: also called with every processed frame (e.g. a ``LiveStream``).
 
     Raises:
@@ -202,10 +248,16 @@ def run(out: Path, frames: int, checkpoint: Path | None, *, allow_random_weights
     clear_pictures(pictures_dir)
     pictures = FramePictures(pictures_dir, p, frames, model, pipeline.random_weights)
     timings: list[dict[str, float]] = []
+    occupied: list[int] = []
+    cloud_points: list[int] = []
+    if on_start is not None:
+        on_start(p)
 
     def each_frame(frame: ProcessedFrame) -> None:
         index = len(timings)
         timings.append(dict(frame.result.timings_ms))
+        occupied.append(int(frame.result.points.shape[0]))
+        cloud_points.extend(int(m.width) for topic, m in frame.messages if topic == CLOUD_TOPIC)
         pictures(index, frame)
         if on_frame is not None:
             on_frame(frame)
@@ -216,12 +268,18 @@ def run(out: Path, frames: int, checkpoint: Path | None, *, allow_random_weights
     stages = sorted({k for t in timings for k in t})
     mean_model_ms = {k: float(np.mean([t.get(k, 0.0) for t in timings])) for k in stages}
     mcaps = mcap_files(output_bag)
+    topic_bytes, topic_messages = topic_sizes(mcaps)
+    folders = {DRIVE_DIR: drive, INPUT_BAG: input_bag, OUTPUT_BAG: output_bag, PICTURES_DIR: pictures_dir}
     result = RunSummary(
         out=out, drive=drive, drive_reused=reused, input_bag=input_bag, output_bag=output_bag,
         output_mcap=mcaps[0] if mcaps else None, pictures=tuple(pictures.written), overview=pictures.overview,
         summary_json=out / "summary.json", model=model, device=str(pipeline.device),
         random_weights=pipeline.random_weights, frames_processed=summary.frames_processed,
-        frames_skipped=summary.frames_skipped, mean_frame_ms=summary.mean_frame_ms, mean_model_ms=mean_model_ms)
+        frames_skipped=summary.frames_skipped, mean_frame_ms=summary.mean_frame_ms, mean_model_ms=mean_model_ms,
+        folder_bytes={name: disk_bytes(path) for name, path in folders.items()}, topic_bytes=topic_bytes,
+        topic_messages=topic_messages, mean_occupied_voxels=float(np.mean(occupied)) if occupied else float("nan"),
+        mean_cloud_points=float(np.mean(cloud_points)) if cloud_points else float("nan"),
+        surface_only=p.points_surface_only)
     atomic_write_text(result.summary_json, json.dumps(
         {**{k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()},
          "pictures": [str(x) for x in result.pictures], "drive_settings": dataclasses.asdict(settings),

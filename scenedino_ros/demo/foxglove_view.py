@@ -7,18 +7,28 @@ schema is generated from the class's own field table (``ros2msg_definition``); a
 ``tf2_msgs/TFMessage`` read from a bag, where rclpy has no such class) come as ``RawMessage`` with their schema.
 
 The server binds to the loopback interface only (``HOST``): it is for a viewer on the same machine (or an SSH
-tunnel), never reachable from the network. It speaks the ``foxglove.sdk.v1`` WebSocket subprotocol (current Foxglove
-app; Lichtblick since its ``foxglove.sdk.v1`` support).
+tunnel), never reachable from the network. The public port is a ``SubprotocolRelay`` in front of the foxglove-sdk
+server (itself on another loopback port): clients offering ``foxglove.sdk.v1`` (current Foxglove app, Lichtblick
+with ``foxglove.sdk.v1`` support) and clients offering only ``foxglove.websocket.v1`` (``@foxglove/ws-protocol``,
+older Lichtblick and Foxglove releases) are both served.
+
+Channels can be advertised before their first message (``advertise``, ``advertise_raw``): a viewer that subscribes
+to them then gets every message from the first one on; messages sent on a channel before a viewer subscribed to it
+are not delivered to that viewer.
 """
 from __future__ import annotations
 
 import importlib
 import logging
 import re
+import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rclpy.serialization import serialize_message
+
+from .subprotocol_relay import SubprotocolRelay
 
 if TYPE_CHECKING:
     import foxglove
@@ -109,10 +119,31 @@ def _foxglove():
     return foxglove
 
 
-class FoxgloveView:
-    """A WebSocket server on ``HOST`` that streams messages live; one channel per topic, created on first use.
+class _Subscriptions:
+    """A foxglove-sdk ``ServerListener`` counting the subscribers of each topic."""
 
-    Use as a context manager (or call ``close``): the server stops and its port is freed.
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+
+    def on_subscribe(self, client: Any, channel: Any) -> None:
+        with self._lock:
+            self.counts[channel.topic] += 1
+
+    def on_unsubscribe(self, client: Any, channel: Any) -> None:
+        with self._lock:
+            self.counts[channel.topic] = max(self.counts[channel.topic] - 1, 0)
+
+    def count(self, topic: str) -> int:
+        with self._lock:
+            return self.counts[topic]
+
+
+class FoxgloveView:
+    """A WebSocket server on ``HOST`` that streams messages live; one channel per topic, created by ``advertise`` /
+    ``advertise_raw`` or on first use.
+
+    Use as a context manager (or call ``close``): the server stops and its ports are freed.
 
     Args:
         port: TCP port; 0 picks a free one (see ``port``).
@@ -126,13 +157,26 @@ class FoxgloveView:
     def __init__(self, port: int = DEFAULT_PORT, name: str = "scenedino"):
         foxglove = _foxglove()
         self._context = foxglove.Context()
-        self._server = foxglove.start_server(name=name, host=HOST, port=port, context=self._context)
+        self._subscriptions = _Subscriptions()
+        self._server = foxglove.start_server(name=name, host=HOST, port=0, context=self._context,
+                                             server_listener=self._subscriptions)
+        try:
+            self._relay = SubprotocolRelay(int(self._server.port), HOST, port)
+        except RuntimeError:
+            self._server.stop()
+            raise
         self._channels: dict[str, foxglove.Channel] = {}
         self._schemas: dict[type, str] = {}
         _logger.info("Foxglove WebSocket server listening on %s", self.url)
 
     @property
     def port(self) -> int:
+        """The public port (the relay's)."""
+        return self._relay.port
+
+    @property
+    def server_port(self) -> int:
+        """The foxglove-sdk server's own port (loopback; clients offering ``foxglove.sdk.v1`` may use it too)."""
         return int(self._server.port)
 
     @property
@@ -157,22 +201,38 @@ class FoxgloveView:
             raise ValueError(f"topic {topic} carries {channel.schema_name()}, cannot publish {schema_name} on it")
         return channel
 
+    def _schema(self, cls: type) -> str:
+        if cls not in self._schemas:
+            self._schemas[cls] = ros2msg_definition(cls)
+        return self._schemas[cls]
+
+    def advertise(self, topic: str, msg_type: type) -> None:
+        """Create the channel of ``topic`` for rclpy messages of ``msg_type`` now, before its first message."""
+        self._channel(topic, type_name(msg_type), self._schema(msg_type))
+
+    def advertise_raw(self, topic: str, schema_name: str, schema: str) -> None:
+        """Create the channel of ``topic`` for already serialised ``schema_name`` messages (``RawMessage``) now."""
+        self._channel(topic, schema_name, schema)
+
+    def subscribers(self, topic: str) -> int:
+        """How many viewers are subscribed to ``topic`` now."""
+        return self._subscriptions.count(topic)
+
     def publish(self, topic: str, msg: Any, stamp_ns: int) -> None:
         """Send an rclpy message on ``topic``, timestamped ``stamp_ns`` (UTC ns)."""
         cls = type(msg)
-        if cls not in self._schemas:
-            self._schemas[cls] = ros2msg_definition(cls)
-        self._channel(topic, type_name(cls), self._schemas[cls]).log(serialize_message(msg), log_time=int(stamp_ns))
+        self._channel(topic, type_name(cls), self._schema(cls)).log(serialize_message(msg), log_time=int(stamp_ns))
 
     def publish_raw(self, msg: RawMessage, stamp_ns: int) -> None:
         """Send an already serialised message, timestamped ``stamp_ns`` (UTC ns)."""
         self._channel(msg.topic, msg.schema_name, msg.schema).log(msg.data, log_time=int(stamp_ns))
 
     def close(self) -> None:
-        """Unadvertise every channel and stop the server (idempotent)."""
+        """Unadvertise every channel, stop the relay and the server (idempotent)."""
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
+        self._relay.close()
         self._server.stop()
 
     def __enter__(self) -> "FoxgloveView":

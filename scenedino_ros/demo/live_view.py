@@ -1,5 +1,6 @@
 """The first run's live view: each processed frame and the input bag's messages since the previous one, streamed to
-a ``FoxgloveView``."""
+a ``FoxgloveView``. Every channel is advertised before the first frame (``LiveStream.start``), so a viewer connected
+before the run receives the first message on every channel."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,8 @@ from pathlib import Path
 from rosbags.rosbag2 import Reader
 
 from ..bag.kitti360 import TOPICS
-from ..bag.process import ProcessedFrame
+from ..bag.process import ProcessedFrame, output_topic_types
+from ..params import NodeParams
 from .first_run import CAMERA
 from .foxglove_view import FoxgloveView, RawMessage
 
@@ -34,6 +36,10 @@ class BagFeed:
         self._topics = frozenset(topics)
         self._last_ns = -1
         self.static = self._read(frozenset({TOPICS.tf_static}), 0, None)
+        with Reader(self._bag) as reader:
+            wanted = self._topics | {TOPICS.tf_static}
+            self.schemas = {c.topic: (c.msgtype, c.msgdef.data) for c in reader.connections if c.topic in wanted}
+            """Topic -> (``pkg/msg/Name``, ``ros2msg`` definition) of every forwarded topic in the bag."""
 
     def _read(self, topics: frozenset[str], start_ns: int, stop_ns: int | None) -> list[tuple[int, RawMessage]]:
         with Reader(self._bag) as reader:
@@ -49,18 +55,29 @@ class BagFeed:
 
 
 class LiveStream:
-    """Streams processed frames to a live view (the ``on_frame`` hook of ``run``): per frame /tf_static (again, for
-    viewers that connect late), the input bag's messages since the previous frame, then the outputs.
+    """Streams processed frames to a live view: ``start`` (the ``on_start`` hook of ``run``) advertises every channel;
+    then per frame (``__call__``, the ``on_frame`` hook) /tf_static (again, for viewers that connect late), the input
+    bag's messages since the previous frame, then the outputs.
 
     Args:
         view: the running view.
-        input_bag: the converted drive (opened at the first frame, when it exists).
+        input_bag: the converted drive (opened by ``start``, or at the first frame).
     """
 
     def __init__(self, view: FoxgloveView, input_bag: Path):
         self.view, self.input_bag = view, input_bag
         self._feed: BagFeed | None = None
         self.last: ProcessedFrame | None = None
+
+    def start(self, p: NodeParams) -> tuple[str, ...]:
+        """Advertise the channel of every input topic forwarded and every output these node parameters switch on,
+        before the first frame; returns the view's topics."""
+        self._feed = BagFeed(self.input_bag, VIEW_INPUT_TOPICS)
+        for topic, (schema_name, schema) in self._feed.schemas.items():
+            self.view.advertise_raw(topic, schema_name, schema)
+        for topic, cls in output_topic_types(p).items():
+            self.view.advertise(topic, cls)
+        return self.view.topics
 
     def __call__(self, frame: ProcessedFrame) -> None:
         if self._feed is None:

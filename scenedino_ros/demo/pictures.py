@@ -10,6 +10,7 @@ import numpy as np
 from scenedino_core import visualize
 from scenedino_core.labels import class_table
 from scenedino_core.pipeline import FREE
+from scenedino_core.surface import exposed_voxels
 
 from ..bag.process import ProcessedFrame
 from ..outputs import static_camera_pose
@@ -21,19 +22,21 @@ RANDOM_WARNING = "RANDOM WEIGHTS: untrained model, the outputs are meaningless"
 
 def scene_view(frame: ProcessedFrame, p: NodeParams, class_names: tuple[str, ...],
                palette: np.ndarray) -> visualize.SceneView:
-    """The picture arrays of a processed frame: voxels in the grid frame (only the exposed ones: hidden voxels
-    would only slow the 3D view down), the camera at its ``camera_pose.*``."""
+    """The picture arrays of a processed frame: voxels in the grid frame (only the surface ones, which a viewer can
+    see; ``occupied_count`` says how many are occupied in all), the camera at its ``camera_pose.*``."""
     r = frame.result
     grid = r.grid
     lo = np.asarray(grid.origin, dtype=np.float64)
-    labels = np.where(r.voxel_labels < FREE, r.voxel_labels, 0)
-    index = np.argwhere(visualize.exposed_voxels(r.voxel_labels < FREE))
+    occupied = r.voxel_labels < FREE
+    labels = np.where(occupied, r.voxel_labels, 0)
+    index = np.argwhere(exposed_voxels(occupied))
     return visualize.SceneView(
         rgb=frame.rgb, depth=r.depth, semantics=r.semantics, bev=r.bev,
         bev_labels=np.ascontiguousarray(visualize.bev_labels(labels).T),
         points=lo + (index + 0.5) * grid.voxel_size, point_labels=labels[tuple(index.T)],
         grid_min=tuple(lo), grid_max=tuple(lo + np.asarray(grid.dims) * grid.voxel_size),
-        voxel_size=grid.voxel_size, camera_pose=static_camera_pose(p), class_names=class_names, palette=palette)
+        voxel_size=grid.voxel_size, camera_pose=static_camera_pose(p), class_names=class_names, palette=palette,
+        occupied_count=int(np.count_nonzero(occupied)))
 
 
 def picture_indices(count: int) -> tuple[int, ...]:
@@ -42,9 +45,10 @@ def picture_indices(count: int) -> tuple[int, ...]:
 
 
 def frame_title(index: int, count: int, frame: ProcessedFrame, model: str, random_weights: bool) -> str:
-    """Picture title: weights warning, frame, stamp and model, then the frame's timings."""
+    """Picture title: weights warning, frame and stamp, model, then the frame's timings (short lines, so that the
+    narrowest picture holds them)."""
     t = frame.result.timings_ms
-    lines = [f"frame {index + 1}/{count}  |  stamp {frame.stamp_ns / 1e9:.3f} s  |  {model}",
+    lines = [f"frame {index + 1}/{count}, stamp {frame.stamp_ns / 1e9:.3f} s", model,
              f"{t.get('total', float('nan')):.0f} ms in the model (encode {t.get('encode', 0.0):.0f}, voxels "
              f"{t.get('voxels', 0.0):.0f}, render {t.get('render', 0.0):.0f})"]
     return "\n".join([RANDOM_WARNING, *lines] if random_weights else lines)
