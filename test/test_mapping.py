@@ -6,7 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from scenedino_core.mapping import FrameObservation, MapConfig, ObservationBuilder, SemanticMap, occupancy, semantics
+from scenedino_core.mapping import (FrameObservation, MapConfig, ObservationBuilder, PackedObservation, SemanticMap,
+                                   occupancy, semantics)
 from scenedino_core.mapping.config import logit
 from scenedino_core.mapping.observation import FREE, UNKNOWN, VoxelProjection
 from scenedino_core.mapping.window import RingWindow
@@ -173,6 +174,29 @@ def test_voxel_projection_tells_visible_from_completed():
     assert completed[6, 4, 1] and not completed[3, 4, 1]
 
 
+@pytest.mark.parametrize("dense", [True, False])
+def test_builder_uses_the_rendered_depth(dense):
+    """Behind the depth: completed; in front of it: visible, and free with ``free_in_front_of_depth``."""
+    K = np.array([[4.0, 0.0, 4.0], [0.0, 4.0, 2.0], [0.0, 0.0, 1.0]])
+    depth = np.full((4, 8), 4.0, np.float32)
+    occupied = np.ones(GRID.dims, bool)
+    for carve in (False, True):
+        builder = ObservationBuilder(GRID, dataclasses.replace(CONFIG, free_in_front_of_depth=carve))
+        if dense:
+            obs = builder.from_dense(np.full(GRID.dims, 9, np.uint8), np.full(GRID.dims, 90, np.uint8),
+                                     CAM_FROM_GRID, depth=depth, intrinsics=K)
+        else:
+            obs = builder.from_arrays(np.full(GRID.dims, 0.9, np.float32), occupied,
+                                      np.full(GRID.dims, 9, np.uint8), CAM_FROM_GRID, depth=depth, intrinsics=K)
+        ahead = (slice(1, None), 4, 1)  # straight ahead, x = 1.5 .. 7.5 m (x = 0.5 m falls outside the image)
+        x = np.arange(1, 8) + 0.5
+        np.testing.assert_array_equal(obs.visible[ahead], x <= 4.4)
+        front = x < 3.6
+        expected_p = np.where(front & carve, 0.0, 0.9)
+        np.testing.assert_allclose(obs.probability[ahead], expected_p, atol=1e-3)
+        np.testing.assert_array_equal(obs.labels[ahead], np.where(front & carve, 0, 9))
+
+
 def test_builder_from_dense_follows_the_pipeline_conventions():
     shape = GRID.dims
     labels = np.full(shape, UNKNOWN, np.uint8)
@@ -190,9 +214,9 @@ def test_builder_from_dense_follows_the_pipeline_conventions():
 
 def test_observation_rejects_bad_input():
     with pytest.raises(ValueError, match="grid's shape"):
-        FrameObservation(GRID, np.zeros((2, 2, 2), np.uint16), None, CAM_FROM_GRID)
+        PackedObservation(GRID, np.zeros((2, 2, 2), np.uint16), None, CAM_FROM_GRID)
     with pytest.raises(ValueError, match="not a rigid transform"):
-        FrameObservation(GRID, np.zeros(GRID.dims, np.uint16), None, 2 * CAM_FROM_GRID)
+        PackedObservation(GRID, np.zeros(GRID.dims, np.uint16), None, 2 * CAM_FROM_GRID)
     with pytest.raises(ValueError, match="labels must lie in 0..15"):
         ObservationBuilder(GRID, CONFIG).from_arrays(np.zeros(GRID.dims, np.float32), np.ones(GRID.dims, bool),
                                                      np.full(GRID.dims, 16, np.uint8), CAM_FROM_GRID)
@@ -287,6 +311,43 @@ def test_voxels_that_leave_the_window_are_forgotten():
     assert log_odds == 0 and label == UNKNOWN and seen == 0
 
 
+def tilted(yaw_deg: float, pitch_deg: float, t) -> np.ndarray:
+    T = pose(*t, yaw_deg=yaw_deg)
+    c, s = np.cos(np.radians(pitch_deg)), np.sin(np.radians(pitch_deg))
+    R = np.eye(4)
+    R[[0, 0, 2, 2], [0, 2, 0, 2]] = (c, s, -s, c)
+    return T @ R
+
+
+@pytest.mark.parametrize("kind, T", [
+    ("aligned", pose(2.3, -1.4, 0.6)),
+    ("columns", pose(2.3, -1.4, 0.6, yaw_deg=33.0)),
+    ("flat", tilted(20.0, 12.0, (2.3, -1.4, 0.6))),
+])
+def test_fusion_matches_a_brute_force_nearest_neighbour_lookup(kind, T):
+    """Every window voxel takes the frame voxel that contains its centre, whichever path the pose selects."""
+    from scenedino_core.mapping.correspondence import correspond
+
+    obs = random_frame(7, visible_share=0.5)
+    m = SemanticMap(CONFIG)
+    m.integrate(0, T, obs)
+    corr = correspond(GRID, T, 1.0, m.window_origin, np.add(m.window_origin, CONFIG.dims))
+    assert {"aligned": corr.offset, "columns": corr.columns, "flat": corr.flat}[kind] is not None
+    d = m.dense()
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in CONFIG.dims], indexing="ij"), axis=-1).reshape(-1, 3)
+    centres = (idx + d.origin_index + 0.5) * CONFIG.voxel_size_m
+    g = (centres - T[:3, 3]) @ T[:3, :3]  # grid-frame centres
+    f = np.floor((g - np.asarray(GRID.origin)) / GRID.voxel_size).astype(int)
+    inside = np.all((f >= 0) & (f < GRID.dims), axis=1)
+    code = np.full(len(idx), 2 * occupancy.LEVELS)
+    code[inside] = obs.code[tuple(f[inside].T)]
+    weight = np.where(code < occupancy.LEVELS, 1.0, CONFIG.occluded_weight)
+    expected = np.where(code < 2 * occupancy.LEVELS, occupancy.increment_table(CONFIG)[code % occupancy.LEVELS] * weight,
+                        0.0)
+    np.testing.assert_allclose(d.log_odds.reshape(-1), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(d.observed.reshape(-1), code < 2 * occupancy.LEVELS)
+
+
 def test_rotated_frame_grid_matches_the_same_content_unrotated():
     """Yaw 90 deg (general path: index arrays) equals the unrotated grid holding the rotated arrays (aligned path)."""
     grid = VoxelGrid(origin=(-4.0, -4.0, -1.0), voxel_size=1.0, dims=(8, 8, 4))
@@ -295,7 +356,8 @@ def test_rotated_frame_grid_matches_the_same_content_unrotated():
     rotated.integrate(0, pose(yaw_deg=90.0), obs)
     turned = lambda a: None if a is None else np.rot90(a, k=1, axes=(0, 1)).copy()
     # map (x, y) = R90 (gx, gy) = (-gy, gx), and np.rot90 gives b[p, q] = a[q, 7 - p]: the same voxels
-    same = FrameObservation(grid, turned(obs.code), turned(obs.labels), CAM_FROM_GRID @ np.linalg.inv(pose(yaw_deg=90)))
+    same = PackedObservation(grid, turned(obs.code), turned(obs.labels),
+                             CAM_FROM_GRID @ np.linalg.inv(pose(yaw_deg=90)))
     plain = SemanticMap(CONFIG)
     plain.integrate(0, pose(), same)
     np.testing.assert_array_equal(rotated.dense().log_odds, plain.dense().log_odds)

@@ -4,8 +4,8 @@
 ``MapConfig`` has every parameter. See ``docs/mapping.md``.
 """
 from .config import MapConfig
-from .observation import FrameObservation, ObservationBuilder
+from .observation import DenseObservation, FrameObservation, ObservationBuilder, PackedObservation
 from .semantic_map import BirdEyeView, DenseMap, IntegrationStats, OccupiedVoxels, SemanticMap
 
-__all__ = ["BirdEyeView", "DenseMap", "FrameObservation", "IntegrationStats", "MapConfig", "ObservationBuilder",
-           "OccupiedVoxels", "SemanticMap"]
+__all__ = ["BirdEyeView", "DenseMap", "DenseObservation", "FrameObservation", "IntegrationStats", "MapConfig",
+           "ObservationBuilder", "OccupiedVoxels", "PackedObservation", "SemanticMap"]

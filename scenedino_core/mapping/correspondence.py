@@ -5,13 +5,15 @@ cube contains that centre, ``f = floor(A m + b)`` with ``A = R * s / s_frame`` a
 (``grid_from_map = [R | t]``). Pulling (one lookup per map voxel) leaves no holes when the frame grid is rotated
 against the map, unlike pushing frame voxels into the map.
 
-Two cases:
+Three cases:
 
 * **aligned** (``A`` is the identity and the lattices coincide: same voxel size, no rotation, an integer voxel
   offset; a straight drive in a gravity-aligned frame): ``f = m + offset``, and the map box and the frame grid meet
   in a box, read with slices (no index arrays);
-* **general**: ``f`` per map voxel in the frame grid's bounding box, computed as broadcast sums of per-axis terms
-  (for a yaw-only rotation the x / y indices are 2-D and z is 1-D: no per-voxel 3-D transform).
+* **columns** (a rotation about z only: both frames gravity-aligned): the frame column of each map column (2-D)
+  and the frame height of each map height (1-D); the frame's voxel columns are read as whole rows;
+* **general** (a tilted frame grid): a flat frame index per map voxel of the frame grid's bounding box, computed as
+  broadcast sums of per-axis terms.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import numpy as np
 
 from scenedino_core.voxels import VoxelGrid
 
+from .observation import Columns
+
 #: Tolerance on ``A``'s entries for the aligned case and on dropping zero terms in the general case.
 _EPS = 1e-9
 
@@ -29,16 +33,22 @@ _EPS = 1e-9
 class Correspondence:
     """Map voxels of the box ``[lo, hi)`` and their frame voxels.
 
-    Aligned: ``offset`` is set; frame index = map index + offset for every voxel of the box (all inside the frame
-    grid). General: ``flat`` is set, (hi - lo) int64 flat (C-order) frame indices, ``sentinel`` (= number of frame
-    voxels) where the centre falls outside the frame grid.
+    Exactly one of: ``offset`` (aligned: frame index = map index + offset for every voxel of the box, all inside
+    the frame grid); ``columns`` (rotation about z); ``flat`` ((hi - lo) int64 flat C-order frame indices). Indices
+    past the end of the frame grid mark map voxels whose centre falls outside it.
     """
 
     lo: tuple[int, int, int]
     hi: tuple[int, int, int]
     offset: tuple[int, int, int] | None = None
+    columns: Columns | None = None
     flat: np.ndarray | None = None
-    sentinel: int = 0
+
+    def frame_part(self):
+        """The frame grid part for ``FrameObservation.packed``."""
+        if self.offset is not None:
+            return tuple(slice(a + o, b + o) for a, b, o in zip(self.lo, self.hi, self.offset))
+        return self.columns if self.columns is not None else self.flat
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -89,20 +99,25 @@ def correspond(frame_grid: VoxelGrid, map_from_grid: np.ndarray, map_voxel_size:
     shape = tuple(int(v) for v in hi - lo)
     base = A @ lo.astype(np.float64) + b  # frame index of the box's first voxel
     ramps = [np.arange(n, dtype=np.float64) for n in shape]
-    index, valid = [], None
-    for a in range(3):
-        f = np.full((1, 1, 1), base[a])
-        for c in range(3):
+    box = (tuple(int(v) for v in lo), tuple(int(v) for v in hi))
+
+    def axis_index(a: int, axes: tuple[int, ...]) -> np.ndarray:
+        """floor(frame index) along frame axis ``a`` over map axes ``axes`` (broadcast shapes); past the end when
+        outside."""
+        f = np.full((1,) * len(axes), base[a])
+        for pos, c in enumerate(axes):
             if abs(A[a, c]) > _EPS:
-                r = ramps[c] * A[a, c]
-                f = f + r.reshape([-1 if k == c else 1 for k in range(3)])
+                f = f + (ramps[c] * A[a, c]).reshape([-1 if k == pos else 1 for k in range(len(axes))])
         fi = np.floor(f).astype(np.int64)
-        ok = (fi >= 0) & (fi < dims[a])
-        index.append(fi)
-        valid = ok if valid is None else valid & ok
-    flat = (index[0] * dims[1] + index[1]) * dims[2] + index[2]
-    sentinel = int(np.prod(dims))
-    flat = np.where(valid, flat, sentinel)
-    flat = np.broadcast_to(flat, shape)
-    return Correspondence(tuple(int(v) for v in lo), tuple(int(v) for v in hi),  # type: ignore[arg-type]
-                          flat=flat, sentinel=sentinel)
+        return np.where((fi >= 0) & (fi < dims[a]), fi, dims[a])
+
+    if max(abs(A[2, 0]), abs(A[2, 1]), abs(A[0, 2]), abs(A[1, 2])) < _EPS:  # rotation about z only
+        fx, fy = axis_index(0, (0, 1)), axis_index(1, (0, 1))
+        cols = np.where((fx < dims[0]) & (fy < dims[1]), fx * dims[1] + fy, dims[0] * dims[1])
+        cols = np.broadcast_to(cols, shape[:2])
+        z = np.broadcast_to(axis_index(2, (2,)), shape[2:])
+        return Correspondence(*box, columns=Columns(np.ascontiguousarray(cols), np.ascontiguousarray(z)))
+    index = [axis_index(a, (0, 1, 2)) for a in range(3)]
+    valid = (index[0] < dims[0]) & (index[1] < dims[1]) & (index[2] < dims[2])
+    flat = np.where(valid, (index[0] * dims[1] + index[1]) * dims[2] + index[2], int(np.prod(dims)))
+    return Correspondence(*box, flat=np.ascontiguousarray(np.broadcast_to(flat, shape)))

@@ -234,30 +234,31 @@ class SemanticMap:
             self._tables = {weight: table}
         return table
 
-    def _add_classes(self, block, code: np.ndarray, cls: np.ndarray, conf: np.ndarray | None, weight: float) -> int:
-        """Class evidence of one block's labelled voxels; returns how many voxels had their counts halved."""
+    def _add_classes(self, lo: tuple[int, int, int], code: np.ndarray, cls: np.ndarray, conf: np.ndarray | None,
+                     weight: float) -> int:
+        """Class evidence of the labelled voxels of a box of map voxels starting at map index ``lo`` (``code``,
+        ``cls``, ``conf`` cover the box); returns how many voxels had their counts halved."""
         local = np.flatnonzero(cls)
         if not local.size:
             return 0
         cfg = self.config
-        _, by, bz = block.shape
-        _, Y, Z = cfg.dims
-        sx, sy, sz = (sl.start for sl in block.slices)
-        if by == Y and bz == Z:
-            storage = local + sx * Y * Z
-        else:  # storage row = (x row) * Y * Z + (y, z) part, the latter from a table over one x slice
-            yz = ((np.arange(by, dtype=np.int64)[:, None] + sy) * Z + np.arange(bz, dtype=np.int64) + sz).reshape(-1)
-            ix, rest = np.divmod(local, by * bz)
-            storage = (ix + sx) * (Y * Z) + np.take(yz, rest)
-        classes = cls.reshape(-1)[local].astype(np.intp) - 1
-        visible = code.reshape(-1)[local] < LEVELS
+        _, by, bz = cls.shape
+        X, Y, Z = cfg.dims
+        # storage row of box voxel (ix, iy, iz): ring positions per axis, the (y, z) part from a table
+        sx = np.mod(lo[0] + np.arange(cls.shape[0], dtype=np.int64), X) * (Y * Z)
+        yz = (np.mod(lo[1] + np.arange(by, dtype=np.int64), Y)[:, None] * Z
+              + np.mod(lo[2] + np.arange(bz, dtype=np.int64), Z)).reshape(-1)
+        ix, rest = np.divmod(local, by * bz)
+        storage = np.take(sx, ix) + np.take(yz, rest)
+        classes = np.take(cls, local).astype(np.intp) - 1
+        visible = np.take(code, local) < LEVELS
         if conf is None:
             u_vis = semantics.evidence_units(cfg.class_unit, weight)
             u_occ = semantics.evidence_units(cfg.class_unit, weight * cfg.occluded_weight)
             units = np.where(visible, u_vis, u_occ)
         else:
             w = np.where(visible, np.float32(weight), np.float32(weight * cfg.occluded_weight))
-            units = semantics.evidence_units(cfg.class_unit, w, conf.reshape(-1)[local])
+            units = semantics.evidence_units(cfg.class_unit, w, np.take(conf, local))
         return semantics.add_evidence_flat(self._counts.reshape(-1, cfg.num_classes), storage, classes, units)
 
     def integrate(self, stamp_ns: int, map_from_grid: np.ndarray, observation: FrameObservation, *,
@@ -293,31 +294,20 @@ class SemanticMap:
         corr = correspond(observation.grid, T, self.config.voxel_size_m, self._window.origin, self._window.hi)
         if corr is not None:
             table = self._increments(float(weight))
-            code, cls, conf = observation.code, observation.labels, observation.confidence
-            if corr.flat is not None:  # general case: flat arrays with a trailing "not observed" sentinel
-                code = np.append(code.reshape(-1), np.uint16(NOT_OBSERVED))
-                cls = None if cls is None else np.append(cls.reshape(-1), np.uint8(0))
-                conf = None if conf is None else np.append(conf.reshape(-1), np.float32(0))
             l_min, l_max = self.config.l_min, self.config.l_max
+            part = observation.packed(corr.frame_part())  # the whole box at once; the ring's blocks are views of it
+            inc = np.take(table, part.code)
+            seen = part.code != NOT_OBSERVED
+            updated = int(np.count_nonzero(seen))
             for block in self._window.blocks(corr.lo, corr.hi):
-                local = block.local(corr.lo)
-                if corr.offset is not None:
-                    src = tuple(slice(sl.start + lo + off, sl.stop + lo + off)
-                                for sl, lo, off in zip(local, corr.lo, corr.offset))
-                else:
-                    src = corr.flat[local]
-                code_b = code[src]
-                st = block.slices
-                occupancy.update(self._log_odds[st], np.take(table, code_b), l_min, l_max)
-                seen = code_b != NOT_OBSERVED
+                local, st = block.local(corr.lo), block.slices
+                occupancy.update(self._log_odds[st], inc[local], l_min, l_max)
                 hits = self._hits[st]
-                np.add(hits, seen.view(np.uint8), out=hits, where=hits < 255)
-                updated += int(np.count_nonzero(seen))
+                np.add(hits, seen[local].view(np.uint8), out=hits, where=hits < 255)
                 if self._seen is not None:
-                    np.copyto(self._seen[st], np.float32(t_s), where=seen)
-                if cls is not None:
-                    halved += self._add_classes(block, code_b, cls[src], None if conf is None else conf[src],
-                                                float(weight))
+                    np.copyto(self._seen[st], np.float32(t_s), where=seen[local])
+            if part.labels is not None:
+                halved = self._add_classes(corr.lo, part.code, part.labels, part.confidence, float(weight))
         self._last_ns = stamp_ns
         self.frames_integrated += 1
         return IntegrationStats(stamp_ns=stamp_ns, reset=reset, window_moved=moved, voxels_evicted=evicted,

@@ -28,14 +28,15 @@ def add_evidence_flat(counts: np.ndarray, voxel: np.ndarray, classes: np.ndarray
     flat = counts.reshape(-1)
     c = counts.shape[1]
     index = np.asarray(voxel, dtype=np.int64) * c + np.asarray(classes, dtype=np.int64)
-    new = np.take(flat, index).astype(np.int16) + units
-    over = new > 255
+    old = np.take(flat, index)
+    new = old + units  # uint8: wraps around exactly where old + units > 255
+    over = new < old
     halved = int(np.count_nonzero(over))
     if halved:
         rows = np.asarray(voxel)[over]
         counts[rows] >>= 1
-        new[over] = np.take(flat, index[over]).astype(np.int16) + units[over]
-    flat[index] = new.astype(np.uint8)
+        new[over] = np.take(flat, index[over]) + units[over]
+    flat[index] = new
     return halved
 
 
