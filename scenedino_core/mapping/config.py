@@ -68,7 +68,7 @@ class MapConfig:
     occlusion_margin_m: float = 0.4
     """A voxel counts as completed (occluded) when its camera z exceeds the frame's rendered depth at its pixel by
     more than this (m); nearer voxels, and voxels without a rendered depth, count as visible."""
-    free_in_front_of_depth: bool = False
+    free_in_front_of_depth: bool = True
     """Voxels more than ``occlusion_margin_m`` in front of the rendered depth count as free (probability 0, no class
     evidence): the rendered ray passed through them, as a depth camera's ray does in OctoMap or nvblox."""
 
