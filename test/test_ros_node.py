@@ -516,7 +516,7 @@ def test_overload_keeps_only_the_newest_frame(start_node):
     assert node.proc.poll() is None
 
 
-# ----------------------------------------------------------------------------- startup behaviour (issue item 8)
+# ----------------------------------------------------------------------------- startup behaviour
 
 def test_refuses_to_start_without_a_checkpoint(start_node):
     node, _ = start_node('/nockpt', checkpoint=False, connect=False)
@@ -566,7 +566,7 @@ def test_random_weights_are_announced_and_compressed_input_works(start_node, tmp
     assert diag['random_weights'] == 'true' and 'RANDOM WEIGHTS' in diag['model']
 
 
-# ----------------------------------------------------------------------------- issue 15 point 6: large images
+# ----------------------------------------------------------------------------- large images with the default QoS
 
 KITTI_H, KITTI_W = 376, 1408  # KITTI-360's rectified images: 1.6 MB as rgb8
 
