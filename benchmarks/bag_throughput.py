@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, work: Path) -> str:
     for scenario, (bag, topic) in bags.items():
         timings: list[dict[str, float]] = []
         s = process_bag(bag, work / f"out_{len(rows)}_{scenario.split()[0]}", p, image_topic=topic, progress=False,
-                        pipeline=pipeline, on_frame=lambda f: timings.append(f.result.timings_ms))
+                        pipeline=pipeline, on_frame=lambda f, timings=timings: timings.append(f.result.timings_ms))
         if scenario == "warm-up":
             continue
         rows.append((scenario, s))

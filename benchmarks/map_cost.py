@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         total, cpu = r["obs"][warm:] + r["int"][warm:], r["cpu"][warm:]
         lines.append(f"| {name} | {np.median(r['obs'][warm:]):.1f} | {np.median(r['int'][warm:]):.1f} | "
                      f"{np.median(total):.1f} / {np.percentile(total, 90):.1f} | "
-                     f"{np.median(cpu):.1f} / {np.percentile(cpu, 90):.1f} | {100 * np.median(total) / model_ms:.2f} % |")
+                     f"{np.median(cpu):.1f} / {np.percentile(cpu, 90):.1f} | "
+                     f"{100 * np.median(total) / model_ms:.2f} % |")
     r = drives["straight (aligned lattice)"]["rss"]
     marks = sorted({min(len(r), k) - 1 for k in (warm, 50, 100, len(r))})
     lines += ["", "Resident set size of this process along the straight drive (MB): " +

@@ -93,9 +93,10 @@ def main() -> None:
         volume = model.encode(image, K)
         size = grid.VOXEL_SIZE
         predict_voxels(model, volume, centres[:32], size, semantic_mask=fov[:32])  # warm-up
-        fast, t_fast, m_fast = timed(lambda: predict_voxels(model, volume, centres, size, semantic_mask=fov))
-        full, t_full, m_full = timed(lambda: predict_voxels(model, volume, centres, size, semantic_mask=everything,
-                                                            occupied_only=False))
+        fast, t_fast, m_fast = timed(lambda volume=volume, size=size: predict_voxels(
+            model, volume, centres, size, semantic_mask=fov))
+        full, t_full, m_full = timed(lambda volume=volume, size=size: predict_voxels(
+            model, volume, centres, size, semantic_mask=everything, occupied_only=False))
         model.mlp.lin_out.bias[0] -= logit_shift
         identical = bool(np.array_equal(fast.labels, np.where(fov, full.labels, 0)))
         share = float((fast.train_ids != 255).sum() / fov.sum())

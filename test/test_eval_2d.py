@@ -169,7 +169,7 @@ def test_kitti360_dataset_and_cli(tmp_path, ckpt):
                          "--stride", "2"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["n_images"] == 2 and set(res["modes"]) == {m.value for m in PredictionMode}
-    for mode, rep in res["modes"].items():
+    for rep in res["modes"].values():
         for r in ("direct", "hungarian"):
             assert 0 <= rep[r]["accuracy"] <= 1 and set(rep[r]["per_class_iou"]) == set(eval2d.CLASS_NAMES)
         # the tiny model's assignment is a bijection, so the Hungarian matching can only do better

@@ -56,7 +56,8 @@ def test_normalized_inverse_depth_range():
 
 def test_resize_keeps_normalized_intrinsics():
     K2 = geometry.resize_intrinsics(K, (0.5, 0.5))
-    torch.testing.assert_close(geometry.normalize_intrinsics(K2, (96, 320)), geometry.normalize_intrinsics(K, (192, 640)))
+    torch.testing.assert_close(geometry.normalize_intrinsics(K2, (96, 320)),
+                               geometry.normalize_intrinsics(K, (192, 640)))
 
 
 def test_transform_points():

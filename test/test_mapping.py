@@ -342,7 +342,8 @@ def test_fusion_matches_a_brute_force_nearest_neighbour_lookup(kind, T):
     code = np.full(len(idx), 2 * occupancy.LEVELS)
     code[inside] = obs.code[tuple(f[inside].T)]
     weight = np.where(code < occupancy.LEVELS, 1.0, CONFIG.occluded_weight)
-    expected = np.where(code < 2 * occupancy.LEVELS, occupancy.increment_table(CONFIG)[code % occupancy.LEVELS] * weight,
+    table = occupancy.increment_table(CONFIG)
+    expected = np.where(code < 2 * occupancy.LEVELS, table[code % occupancy.LEVELS] * weight,
                         0.0)
     np.testing.assert_allclose(d.log_odds.reshape(-1), expected, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(d.observed.reshape(-1), code < 2 * occupancy.LEVELS)
@@ -354,7 +355,10 @@ def test_rotated_frame_grid_matches_the_same_content_unrotated():
     obs = random_frame(3, grid)
     rotated = SemanticMap(CONFIG)
     rotated.integrate(0, pose(yaw_deg=90.0), obs)
-    turned = lambda a: None if a is None else np.rot90(a, k=1, axes=(0, 1)).copy()
+
+    def turned(a):
+        return None if a is None else np.rot90(a, k=1, axes=(0, 1)).copy()
+
     # map (x, y) = R90 (gx, gy) = (-gy, gx), and np.rot90 gives b[p, q] = a[q, 7 - p]: the same voxels
     same = PackedObservation(grid, turned(obs.code), turned(obs.labels),
                              CAM_FROM_GRID @ np.linalg.inv(pose(yaw_deg=90)))

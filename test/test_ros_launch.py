@@ -53,7 +53,8 @@ def _stub_modules():
     ros_events = types.ModuleType('launch_ros.events')
     lifecycle_events = types.ModuleType('launch_ros.events.lifecycle')
     lifecycle_events.ChangeState = type('ChangeState', (_Action,), {})
-    launch.actions, launch.substitutions, launch.events, launch_ros.actions = actions, substitutions, events, ros_actions
+    launch.actions, launch.substitutions, launch.events = actions, substitutions, events
+    launch_ros.actions = ros_actions
     return {'launch': launch, 'launch.actions': actions, 'launch.substitutions': substitutions,
             'launch.events': events, 'launch_ros': launch_ros, 'launch_ros.actions': ros_actions,
             'launch_ros.event_handlers': handlers, 'launch_ros.events': ros_events,

@@ -84,7 +84,8 @@ def test_accumulators_exact(fixture_data, total_acc):
         assert (got.tp, got.fp, got.tn, got.fn) == (exp["tp"], exp["fp"], exp["tn"], exp["fn"]), s
         np.testing.assert_array_equal(got.confusion, np.asarray(exp["confusion_seg"], dtype=np.int64))
         for name in ("tp_seg", "fp_seg", "tn_seg", "fn_seg", "tp_recall_seg", "sum_recall_seg"):
-            np.testing.assert_array_equal(getattr(got, name), np.asarray(exp[name], dtype=np.int64), err_msg=f"{s} {name}")
+            np.testing.assert_array_equal(getattr(got, name), np.asarray(exp[name], dtype=np.int64),
+                                          err_msg=f"{s} {name}")
 
 
 @pytest.mark.parametrize("mode", ["direct", "hungarian"])

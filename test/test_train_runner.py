@@ -64,10 +64,10 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
 
 
 def test_sigterm_saves_and_kill_never_corrupts_latest(tmp_path):
-    script = ("import sys; sys.path.insert(0, %r)\n"
+    script = (f"import sys; sys.path.insert(0, {str(HERE)!r})\n"
               "from train_helpers import random_views, tiny_train_config\n"
               "from scenedino_core.train.runner import train\n"
-              "train(tiny_train_config(steps=10000), %r, random_views, progress=False)\n") % (str(HERE), str(tmp_path))
+              f"train(tiny_train_config(steps=10000), {str(tmp_path)!r}, random_views, progress=False)\n")
     latest = tmp_path / "latest.pt"
     for sig in (signal.SIGKILL, signal.SIGKILL, signal.SIGTERM):
         before = latest.stat().st_mtime_ns if latest.exists() else 0

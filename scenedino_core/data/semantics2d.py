@@ -92,11 +92,11 @@ class Kitti360Semantics2D:
             raise FileNotFoundError(f"KITTI-360 semantics folder not found: {self.gt_dir}")
         available = sorted(int(m.group(1)) for p in self.gt_dir.iterdir() if (m := _FRAME_PNG.match(p.name)))
         if frames is not None:
-            missing = sorted(set(int(f) for f in frames) - set(available))
+            missing = sorted({int(f) for f in frames} - set(available))
             if missing:
                 raise FileNotFoundError(f"{len(missing)} requested frame(s) have no semantic GT, e.g. "
                                         f"{[str(self.gt_path(f)) for f in missing[:5]]}")
-            available = sorted(set(int(f) for f in frames))
+            available = sorted({int(f) for f in frames})
         self.frames: list[int] = _select(available, every, limit)
         if not self.frames:
             raise FileNotFoundError(f"no semantic GT frames in {self.gt_dir}")

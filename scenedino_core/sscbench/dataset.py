@@ -154,7 +154,7 @@ class SSCBenchKitti360:
                 raise FileNotFoundError(f"no *_1_1.npy voxel GT files in {self.voxel_gt_root / self.sequence}")
             self.frames: list[int] = available
         else:
-            wanted = sorted(set(int(f) for f in frames))
+            wanted = sorted({int(f) for f in frames})
             missing = sorted(set(wanted) - set(available))
             if missing:
                 paths = [str(sio.voxel_gt_path(self.voxel_gt_root, self.sequence, f)) for f in missing[:5]]

@@ -48,7 +48,7 @@ class SyntheticViews(Dataset):
     def __len__(self) -> int:
         return self.num_items
 
-    @functools.lru_cache(maxsize=4096)
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 -- datasets live for the whole run; a per-instance cache would not pickle
     def _view(self, frame: int, camera: str) -> synthetic.RenderedView:
         return self.world.render_camera(frame, camera, self.image_size)
 
