@@ -33,7 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from scenedino_core.mapping import DenseMap, IntegrationStats, MapConfig, ObservationBuilder, SemanticMap
+from scenedino_core.files import atomic_path
+from scenedino_core.labels import ssc_palette
+from scenedino_core.mapping import (DenseMap, IntegrationStats, MapConfig, ObservationBuilder, OccupiedVoxels,
+                                    SemanticMap)
+from scenedino_core.mapping.semantic_map import ply_bytes
+from scenedino_core.surface import exposed_voxels
 from scenedino_core.voxels import VoxelGrid
 
 from .tf_cache import TransformCache
@@ -277,7 +282,8 @@ class MapFusion:
 
     def save(self, path: str | Path | None = None) -> tuple[Path, Path]:
         """Write the map atomically as ``.npz`` (``SemanticMap.load`` restores it) and a coloured ``.ply`` of its
-        occupied voxels; default path ``<save_dir>/map_<stamp s>.<ns>.npz`` (stamp of the latest fused frame).
+        occupied voxels (only the surface ones with ``points.surface_only``); default path
+        ``<save_dir>/map_<stamp s>.<ns>.npz`` (stamp of the latest fused frame).
         The map is copied under the lock and written outside it, so fusion goes on while the file is written.
         Returns (npz path, ply path)."""
         with self._lock:
@@ -287,10 +293,13 @@ class MapFusion:
             path = self.settings.save_dir / f"map_{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}.npz"
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        written = frozen.save(path)
+        npz, ply = frozen.save(path)
+        if self.settings.surface_only:  # the PLY holds what ~/map/semantic_points holds
+            with atomic_path(ply) as tmp:
+                tmp.write_bytes(ply_bytes(surface_voxels(frozen), ssc_palette()))
         with self._lock:
             self.counters.saves += 1
-        return written
+        return npz, ply
 
     # ------------------------------------------------------------------ outputs
     def snapshot(self) -> MapSnapshot:
@@ -327,6 +336,15 @@ class MapFusion:
     @property
     def last_frame_fused(self) -> bool:
         return self.counters.last_frame_fused
+
+
+def surface_voxels(m: SemanticMap) -> OccupiedVoxels:
+    """The occupied voxels of ``m`` that have a face neighbour that is not occupied (``surface.exposed_voxels``)."""
+    v = m.occupied_voxels()
+    exposed = exposed_voxels(m.dense().occupied)
+    keep = exposed[tuple((v.index - np.asarray(m.window_origin)).T)]
+    return OccupiedVoxels(points=v.points[keep], index=v.index[keep], labels=v.labels[keep],
+                          confidence=v.confidence[keep], probability=v.probability[keep])
 
 
 class CachedPoses:

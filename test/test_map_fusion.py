@@ -218,6 +218,25 @@ def test_save_writes_npz_and_ply_that_reload_to_the_same_map(tmp_path):
     assert f.counters.saves == 1
     other = f.save(tmp_path / "given.npz")
     assert other[0] == tmp_path / "given.npz"
+    assert _ply_vertices(ply) == np.count_nonzero(now.occupied)
+
+
+def _ply_vertices(path) -> int:
+    header = path.read_bytes().split(b"end_header\n")[0].decode()
+    return int(next(line.split()[-1] for line in header.splitlines() if line.startswith("element vertex")))
+
+
+def test_with_surface_only_the_ply_holds_the_surface_voxels(tmp_path):
+    from scenedino_core.surface import exposed_voxels
+
+    f = fusion(**{"points.surface_only": True})
+    result = wall_frame(8)
+    thick = result.voxel_labels.copy(), result.voxel_occupancy.copy()
+    thick[0][6:11, :, :5], thick[1][6:11, :, :5] = WALL_CLASS, 90
+    f.add_frame(1 * S, "cam", Result(GRID, *thick), CAM_FROM_GRID, pose_lookup(np.eye(4)))
+    npz, ply = f.save(tmp_path / "m.npz")
+    d = SemanticMap.load(npz).dense()
+    assert _ply_vertices(ply) == np.count_nonzero(exposed_voxels(d.occupied)) < np.count_nonzero(d.occupied)
 
 
 def test_save_copies_the_map_so_fusion_can_go_on(tmp_path, monkeypatch):
