@@ -66,7 +66,7 @@ def test_a_converted_drive_is_fused_at_the_bags_tf_poses(drive, tiny_checkpoint,
     assert m['files'] == ['map.npz', 'map.ply'] and m['map_frame'] == 'map'
 
     # the camera pose the map used is the world's camera 00 (the bag's map frame is the world frame)
-    for i, frame in enumerate(seen):
+    for frame in seen:
         assert frame.map_outcome.fused and frame.map is seen[0].map
     np.testing.assert_allclose(seen[-1].map.snapshot().map_from_camera, world.camera_to_world(FRAMES - 1, 'image_00'),
                                atol=1e-6)
@@ -88,7 +88,7 @@ def test_a_converted_drive_is_fused_at_the_bags_tf_poses(drive, tiny_checkpoint,
     for _, msg in written['/scenedino/map/voxel_grid']:
         _, occupancy, origin = _grid(msg)
         observed.append({tuple(v) for v in (np.argwhere(occupancy != 255) + origin).tolist()})
-    assert all(a < b for a, b in zip(observed, observed[1:]))
+    assert all(a < b for a, b in zip(observed, observed[1:], strict=False))
 
     # the saved map is the last one written, and reloads
     saved = SemanticMap.load(out / MAP_FILE)

@@ -231,7 +231,7 @@ def test_map_topics_arrive_in_the_map_frame_and_two_frames_fuse(start_map_node):
 def test_clear_and_save_services(start_map_node, tmp_path):
     node, harness = start_map_node('/map_services')
     harness.publish_static()
-    for i, (stamp, x) in enumerate([(4000 * S, 0.0), (4001 * S + 500_000_000, 2.0)]):
+    for stamp, x in [(4000 * S, 0.0), (4001 * S + 500_000_000, 2.0)]:
         harness.publish_pose(stamp, x)
         time.sleep(0.2)
         harness.publish(stamp)

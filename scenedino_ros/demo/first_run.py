@@ -229,8 +229,8 @@ def _map_pictures(last: ProcessedFrame | None, p: NodeParams, settings: DriveSet
     world = StreetWorld.generate(settings.seed, StreetConfig(num_frames=settings.frames))
     comparison = map_pictures.compare(last.map, last.result, world)
     cfg = last.map.config
-    title = (f"local semantic map in '{last.map.settings.frame}' after the drive: {comparison.frames} frames, window "
-             f"{'x'.join(map(str, cfg.dims))} voxels of {cfg.voxel_size_m:g} m; {model}")
+    title = (f"local semantic map in '{last.map.settings.frame}' after the drive: {comparison.frames} frames\n"
+             f"window of {'x'.join(map(str, cfg.dims))} voxels of {cfg.voxel_size_m:g} m\n{model}")
     names, palette = class_table(p.class_colors_rgb)
     drawn = map_pictures.draw(folder, comparison, names, palette, f"{RANDOM_WARNING}\n{title}" if random_weights
                               else title, (p.occupancy_min_height_m, p.occupancy_max_height_m),
