@@ -18,7 +18,9 @@ executor and none of them waits for the worker, so while a frame runs (even one 
 
 Publications (private, stamped with the input image's stamp): ``~/occupancy`` (nav_msgs/OccupancyGrid, reliable +
 transient local), ``~/semantic_points`` (PointCloud2), ``~/voxels`` (MarkerArray), ``~/depth`` (32FC1),
-``~/semantics`` (rgb8), ``~/voxel_grid`` (scenedino_ros/SemanticVoxelGrid) and ``/diagnostics``.
+``~/semantics`` (rgb8), ``~/voxel_grid`` (scenedino_ros/SemanticVoxelGrid) and ``/diagnostics``. With
+``mapping.enabled`` every frame is also fused into a local semantic map (``scenedino_ros.map_node``): ``~/map/*``
+outputs, ``~/map/clear`` and ``~/map/save`` services, a map status in ``/diagnostics``.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ from .conversions import CameraInfoError, ImageConversionError, camera_info_to_i
 from .faults import OUT_OF_MEMORY, FailureReport, FailureTracker, FrameWatch, release_device_memory
 from .frames import FrameError, FrameResolver
 from .input_qos import AdaptiveSubscription
+from .map_node import NodeMap
 from .sync import LatencyWindow, LatestSlot, RateMeter, StampSync, unpaired_message
 
 #: Images may arrive this long (s) before the first CameraInfo without a warning.
@@ -127,6 +130,7 @@ class SceneDinoNode(Node):
         self._worker: threading.Thread | None = None
         self._subscriptions_made: list[Any] = []
         self.publishers_by_output: dict[str, Any] = {}
+        self.mapping: NodeMap | None = None
         try:
             params.declare(self)
         except STARTUP_ERRORS as exc:
@@ -169,11 +173,14 @@ class SceneDinoNode(Node):
         if self.pipeline.random_weights:
             self.get_logger().warning("RANDOM WEIGHTS: no checkpoint given and allow_random_weights is set; the model "
                                    "is untrained and its outputs are meaningless (testing only)")
+        self.mapping = NodeMap(self) if self.p.mapping_enabled else None
 
     def activate(self) -> None:
         """Create the publishers and subscriptions, start the diagnostics timer and the inference worker."""
         self.slot = LatestSlot()
         self._create_publishers()
+        if self.mapping is not None:
+            self.mapping.activate()
         self._create_subscriptions()
         self._diag_timer = self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="scenedino_worker", daemon=True)
@@ -195,6 +202,8 @@ class SceneDinoNode(Node):
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
         self._stop_worker()
+        if self.mapping is not None:
+            self.mapping.deactivate()
         for pub in [*self.publishers_by_output.values(), getattr(self, "pub_diag", None)]:
             if pub is not None:
                 self.destroy_publisher(pub)
@@ -204,6 +213,9 @@ class SceneDinoNode(Node):
     def cleanup(self) -> None:
         """Release the model (and the GPU memory it held)."""
         device = self.pipeline.device if self.pipeline is not None else None
+        if self.mapping is not None:
+            self.mapping.cleanup()
+            self.mapping = None
         self.pipeline = None
         gc.collect()
         if device is not None and device.type == "cuda":
@@ -336,6 +348,8 @@ class SceneDinoNode(Node):
         if jump:
             self._warn("time_jump", f"image stamp went backwards by {jump * 1e-9:.3f} s ({previous * 1e-9:.3f} -> "
                        f"{stamp * 1e-9:.3f} s): bag loop or clock reset? Cleared the pairing queues; continuing")
+            if self.mapping is not None:
+                self.mapping.time_jump()
         if self._first_image is None:
             self._first_image = time.monotonic()
         if self.sync.infos_received == 0 and time.monotonic() - self._first_image > NO_CAMERA_INFO_GRACE_S:
@@ -436,6 +450,8 @@ class SceneDinoNode(Node):
         self.latency.add((now - Time.from_msg(inp.stamp).nanoseconds) * 1e-9)
         self.processing.add(time.monotonic() - frame.received)
         self._last_timings = {**result.timings_ms, "publish": publish_ms}
+        if self.mapping is not None:
+            self.mapping.on_frame(inp, result)
 
     def _note_input(self, size: tuple[int, int], info: CameraInfo) -> None:
         if size != self._last_size:
@@ -502,9 +518,11 @@ class SceneDinoNode(Node):
 
     def _publish_diagnostics(self) -> None:
         level, message, values = self.diagnostics()
-        self.pub_diag.publish(messages.diagnostic_array(self.get_clock().now().to_msg(),
-                                                        f"{self.get_name()}: inference", str(self.pipeline.device),
-                                                        level, message, values))
+        stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(messages.diagnostic_array(stamp, f"{self.get_name()}: inference",
+                                                        str(self.pipeline.device), level, message, values))
+        if self.mapping is not None:
+            self.mapping.publish_diagnostics(self.pub_diag, stamp)
 
     def destroy_node(self) -> None:
         self._stop_worker()

@@ -177,7 +177,8 @@ def pipeline_config(p: NodeParams) -> PipelineConfig:
         device=p.device, precision=p.precision, mode=p.prediction_mode, density_threshold=p.density_threshold_per_m,
         bev_min_height_m=p.occupancy_min_height_m, bev_max_height_m=p.occupancy_max_height_m,
         ground_labels=tuple(class_names.index(n) for n in p.occupancy_ground_classes),
-        render_depth=p.publish_depth, render_semantics=p.publish_semantics, render_stride=p.render_stride_px,
+        render_depth=p.publish_depth or p.mapping_enabled,  # the map tells visible from completed voxels by it
+        render_semantics=p.publish_semantics, render_stride=p.render_stride_px,
         debug_delay_ms=p.debug_inference_delay_ms)
 
 

@@ -148,6 +148,53 @@ class NodeParams:
                                           lengths=(0, 16), array_type=float)
     default_camera_frame: str = _p("default_camera_frame", "camera_optical_frame", "Frame id used when images "
                                    "arrive with an empty header.frame_id.")
+    # ---- local semantic map (scenedino_core.mapping; ~/map/*)
+    mapping_enabled: bool = _p("mapping.enabled", False, "Fuse every frame's prediction into a rolling semantic voxel "
+                               "map in mapping.frame (camera pose from TF at the image stamp) and publish ~/map/*; "
+                               "frames without a pose keep their per-frame outputs and are not fused.")
+    mapping_frame: str = _p("mapping.frame", "odom", "Fixed, gravity-aligned (z up) frame the map is kept and "
+                            "published in, e.g. odom or map.")
+    mapping_publish_rate_hz: float = _p("mapping.publish_rate_hz", 1.0, "Publish ~/map/* at most this often, "
+                                        "counted in image stamps (sensor time); 0: after every fused frame.",
+                                        min=0.0, max=1000.0)
+    mapping_pose_timeout_s: float = _p("mapping.pose_timeout_s", 0.1, "How long the worker waits for the camera "
+                                       "pose at the image stamp to arrive in TF (s).", min=0.0, max=5.0)
+    mapping_voxel_size_m: float = _p("mapping.voxel_size_m", 0.2, "Map voxel edge (m); the lattice is fixed in "
+                                     "mapping.frame.", min=0.01, max=10.0)
+    mapping_size_m: tuple[float, ...] = _p("mapping.size_m", [51.2, 51.2, 6.4], "Extent [x, y, z] (m) of the "
+                                           "window the map keeps around the camera; multiples of "
+                                           "mapping.voxel_size_m.", lengths=(3,))
+    mapping_center_offset_m: tuple[float, ...] = _p("mapping.center_offset_m", [0.0, 0.0, 1.4], "Window centre "
+                                                    "relative to the camera, map axes (m); z 1.4 puts a 6.4 m window "
+                                                    "1.8 m below and 4.6 m above the camera.", lengths=(3,))
+    mapping_recenter_distance_m: tuple[float, ...] = _p("mapping.recenter_distance_m", [2.0, 2.0, 1.0], "The "
+                                                        "window moves once the camera is further than this from its "
+                                                        "centre along an axis (m); voxels leaving it are forgotten.",
+                                                        lengths=(3,))
+    mapping_p_hit: float = _p("mapping.p_hit", 0.7, "Largest occupancy probability one frame can assert (OctoMap "
+                              "prob_hit 0.7).", min=0.0, max=1.0)
+    mapping_p_miss: float = _p("mapping.p_miss", 0.4, "Smallest occupancy probability one frame can assert (OctoMap "
+                               "prob_miss 0.4).", min=0.0, max=1.0)
+    mapping_p_min: float = _p("mapping.p_min", 0.12, "Lower clamp of the fused occupancy probability (OctoMap "
+                              "0.1192).", min=0.0, max=1.0)
+    mapping_p_max: float = _p("mapping.p_max", 0.97, "Upper clamp of the fused occupancy probability (OctoMap "
+                              "0.971).", min=0.0, max=1.0)
+    mapping_occupied_probability: float = _p("mapping.occupied_probability", 0.5, "Fused probability above which a "
+                                             "map voxel is occupied.", min=0.0, max=1.0)
+    mapping_probability_gain: float = _p("mapping.probability_gain", 1.0, "Slope of a frame's log-odds update around "
+                                         "its occupied/empty cut-off (large: binary hit/miss).", min=0.001, max=1000.0)
+    mapping_occluded_weight: float = _p("mapping.occluded_weight", 0.25, "Weight of voxels a frame completes behind "
+                                        "the visible surface (rendered depth), relative to visible ones.", min=0.0,
+                                        max=1.0)
+    mapping_occlusion_margin_m: float = _p("mapping.occlusion_margin_m", 0.4, "A voxel more than this behind the "
+                                           "rendered depth (m) counts as completed (occluded).", min=0.0, max=100.0)
+    mapping_free_in_front_of_depth: bool = _p("mapping.free_in_front_of_depth", False, "Voxels more than "
+                                              "occlusion_margin_m in front of the rendered depth count as free (the "
+                                              "ray passed through them).")
+    mapping_decay_s: float = _p("mapping.decay_s", 0.0, "A voxel not observed for this long (s, image stamps) "
+                                "returns to unknown (moving objects); 0: never.", min=0.0, max=1e6)
+    mapping_save_dir: str = _p("mapping.save_dir", "", "Folder ~/map/save writes into; empty: "
+                               "$ROS_HOME/scenedino_maps (ROS_HOME defaults to ~/.ros).")
     # ---- failures
     max_consecutive_failures: int = _p("max_consecutive_failures", 5, "Failed frames in a row (exceptions, out of "
                                        "memory) after which the node logs ERROR and its diagnostics level is ERROR.",
@@ -242,6 +289,8 @@ def from_values(values: Mapping[str, Any]) -> NodeParams:
 def _unknown(name: str) -> ParameterError:
     known = names()
     close = difflib.get_close_matches(name, known, n=3)
+    group = name.split(".")[0] + "." if "." in name else None
+    close = [c for c in close if group and c.startswith(group)] or close  # grid.x: grid.* names first
     hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
     return ParameterError(name, f"unknown parameter; {hint}")
 
@@ -273,6 +322,7 @@ def validate(p: NodeParams) -> None:
                                  f"{list(_CLASS_NAMES[1:])}")
     if any(not 0 <= c <= 255 for c in p.class_colors_rgb):
         raise ParameterError("class_colors_rgb", "values must lie in 0..255")
+    _validate_mapping(p)
     if p.camera_matrix:
         from .frames import rigid_matrix
 
@@ -280,6 +330,41 @@ def validate(p: NodeParams) -> None:
             rigid_matrix(p.camera_matrix, "camera_pose.matrix")
         except ValueError as exc:
             raise ParameterError("camera_pose.matrix", str(exc)) from None
+
+
+#: Largest map window the node accepts (voxels): 50 M voxels hold about 1 GB of map state.
+MAX_MAP_VOXELS = 50_000_000
+
+
+def _validate_mapping(p: NodeParams) -> None:
+    """The ``mapping.*`` parameters make a valid ``MapConfig`` (checked whether or not mapping is enabled)."""
+    from .map_fusion import MAP_CONFIG_PARAMS, map_config
+
+    if p.mapping_enabled and not p.mapping_frame.strip("/"):
+        raise ParameterError("mapping.frame", "must name a frame when mapping.enabled is true")
+    for axis, size in zip("xyz", p.mapping_size_m, strict=True):
+        n = size / p.mapping_voxel_size_m
+        if size <= 0 or abs(n - round(n)) > 1e-6 * max(1.0, n):
+            raise ParameterError("mapping.size_m", f"{axis} = {size:g} m is not a positive multiple of "
+                                 f"mapping.voxel_size_m = {p.mapping_voxel_size_m:g}")
+    voxels = math.prod(round(s / p.mapping_voxel_size_m) for s in p.mapping_size_m)
+    if voxels > MAX_MAP_VOXELS:
+        raise ParameterError("mapping.size_m", f"a window of {voxels:,} voxels exceeds {MAX_MAP_VOXELS:,}; enlarge "
+                             "mapping.voxel_size_m or shrink the window")
+    if not p.mapping_p_miss < 0.5 < p.mapping_p_hit:
+        raise ParameterError("mapping.p_hit", f"need mapping.p_miss < 0.5 < mapping.p_hit, got p_miss = "
+                             f"{p.mapping_p_miss:g}, p_hit = {p.mapping_p_hit:g}")
+    if not 0.0 < p.mapping_p_min < p.mapping_occupied_probability < p.mapping_p_max < 1.0:
+        raise ParameterError("mapping.occupied_probability", "need 0 < mapping.p_min < mapping.occupied_probability "
+                             f"< mapping.p_max < 1, got {p.mapping_p_min:g}, {p.mapping_occupied_probability:g}, "
+                             f"{p.mapping_p_max:g}")
+    try:
+        map_config(p)
+    except ValueError as exc:  # any other MapConfig rule: name the parameter its message starts with
+        text = str(exc)
+        field = next((f for f in sorted(MAP_CONFIG_PARAMS, key=len, reverse=True)
+                      if re.match(rf"(need )?{f}\b", text)), None)
+        raise ParameterError(MAP_CONFIG_PARAMS.get(field, "mapping.enabled"), text) from None
 
 
 # ----------------------------------------------------------------------------- parameter files, without ROS

@@ -45,14 +45,16 @@ from scenedino_core.surface import exposed_voxels  # noqa: E402
 from scenedino_ros.bag.process import ProcessedFrame  # noqa: E402
 from scenedino_ros.cli import first_run as first_run_cli  # noqa: E402
 from scenedino_ros.demo import first_run, live_view  # noqa: E402
+from scenedino_ros.demo import map_pictures as demo_map_pictures  # noqa: E402
 from scenedino_ros.demo import pictures as demo_pictures  # noqa: E402
 from scenedino_ros.demo import subprotocol_relay as relay  # noqa: E402
 from scenedino_ros.demo.foxglove_view import HOST, FoxgloveView, RawMessage, ros2msg_definition, type_name  # noqa: E402
 
 FRAMES = 3
 IMAGE_SIZE = "94x352"
-#: A coarse grid (64 x 64 x 8 voxels) so the tiny model answers in well under a second per frame.
-COARSE = ("grid.voxel_size_m:=0.8",)
+#: A coarse grid (64 x 64 x 8 voxels) so the tiny model answers in well under a second per frame; a map of the same
+#: voxel size (64 x 64 x 8).
+COARSE = ("grid.voxel_size_m:=0.8", "mapping.voxel_size_m:=0.8")
 OUTPUT_TOPICS = ("/scenedino/semantic_points", "/scenedino/occupancy", "/scenedino/voxels", "/scenedino/depth",
                  "/scenedino/semantics")
 INPUT_TOPICS = ("/tf", "/tf_static", "/kitti360/image_00/image_rect", "/kitti360/image_00/camera_info",
@@ -288,6 +290,65 @@ def test_first_run_output_size_is_stated_and_the_cloud_holds_surface_voxels(firs
         assert cloud.width == np.count_nonzero(exposed_voxels(occupied)) <= np.count_nonzero(occupied)
 
 
+def test_first_run_draws_the_fused_map_next_to_one_frame_and_the_exact_geometry(first):
+    """The drive is fused into the map at the bag's /tf poses: map topics in the output MCAP, the map file, and the
+    map pictures (fused map, last frame alone, exact geometry) with their IoU figures in the summary."""
+    from scenedino_core.mapping import SemanticMap
+    from scenedino_ros.msg import SemanticVoxelGrid
+
+    out, rc, text, _ = first
+    assert rc == 0, text
+    summary = json.loads((out / "summary.json").read_text())
+    pictures = [out / "pictures" / f"{name}.png" for name in demo_map_pictures.MAP_PICTURES]
+    assert summary["map_pictures"] == [str(p) for p in pictures]
+    for path in pictures:
+        img = cv2.imread(str(path))
+        assert img is not None and min(img.shape[:2]) > 500, path
+        assert img.std() > 15 and len(np.unique(img.reshape(-1, 3), axis=0)) > 50, f"{path} looks empty"
+    assert summary["map_frames"] == FRAMES
+    iou = summary["map_iou"]
+    assert 0.0 <= iou["single_frame"] <= 1.0 and 0.0 <= iou["fused_map"] <= 1.0 and iou["voxels"] > 0
+    assert f"the map fused over {FRAMES} frames" in text and str(pictures[0]) in text
+    assert f"last frame {iou['single_frame']:.2f}, fused map {iou['fused_map']:.2f}" in text
+
+    saved = SemanticMap.load(summary["map_file"])
+    assert saved.frames_integrated == FRAMES and Path(summary["map_file"]).with_suffix(".ply").is_file()
+    mcap = Path(summary["output_mcap"])
+    counts = _mcap_topics(mcap)
+    assert counts.get("/scenedino/map/voxel_grid", 0) >= 1 and counts.get("/scenedino/map/occupancy", 0) >= 1
+    with mcap.open("rb") as f:
+        grids = [m for _, _, m in make_reader(f).iter_messages(topics=["/scenedino/map/voxel_grid"])]
+    last = deserialize_message(bytes(grids[-1].data), SemanticVoxelGrid)
+    assert last.header.frame_id == "map" and (last.size_x, last.size_y, last.size_z) == (64, 64, 8)
+    labels = np.frombuffer(bytes(last.labels), np.uint8).reshape(8, 64, 64).transpose(2, 1, 0)
+    np.testing.assert_array_equal(labels, saved.dense().labels)  # the bag ends with the final map
+
+
+def test_exact_geometry_on_the_map_lattice():
+    """The world's ground truth on a map window: the layer below the road holds the ground classes, the ground
+    below it is inside a solid, and a coarse voxel takes the most frequent surface class of its 0.2 m voxels."""
+    from scenedino_core.data.synthetic import StreetConfig, StreetWorld
+
+    world = StreetWorld.generate(3, StreetConfig(num_frames=2))
+    origin, shape = (-16, -64, -4), (32, 128, 16)  # x -3.2 .. 3.2, y -12.8 .. 12.8, z -0.8 .. 2.4 m
+    fine = demo_map_pictures.exact_labels(world, origin, shape, 0.2)
+    assert fine.shape == shape
+    below = fine[:, :, 3]  # z -0.2 .. 0: the layer whose top is the ground surface
+    assert (below[:, 44:84] == 7).mean() > 0.8  # mostly road along the street (|y| < 4 m)
+    assert np.all(fine[:, :, :3] == 255)  # inside the ground
+    assert (fine[:, :, 4:] == 0).mean() > 0.5  # mostly empty air above the street
+    coarse = demo_map_pictures.exact_labels(world, tuple(o // 4 for o in origin), tuple(n // 4 for n in shape), 0.8)
+    blocks = fine.reshape(8, 4, 32, 4, 4, 4).transpose(0, 2, 4, 1, 3, 5).reshape(8, 32, 4, 64)
+    for idx in np.ndindex(coarse.shape):
+        b = blocks[idx]
+        surface = b[(b > 0) & (b != 255)]
+        if surface.size:
+            values, n = np.unique(surface, return_counts=True)
+            assert coarse[idx] == values[np.argmax(n)], idx
+        else:
+            assert coarse[idx] == (255 if (b == 255).any() else 0), idx
+
+
 def _first_bag_times(bag: Path) -> dict[str, int]:
     """Topic -> bag time of its first message in a rosbag2 bag."""
     from rosbags.rosbag2 import Reader
@@ -384,6 +445,20 @@ def test_second_run_reuses_the_drive_and_streams_live(first, checkpoint):
     figures = viz.frame_figures(view_arrays, title)
     figures["overview"] = viz.overview_figure(view_arrays, title, "red")
     for name, fig in figures.items():
+        assert_legible(fig, name)
+
+    # the live view got the map with the first frame; the map pictures of the run are legible
+    map_topics = ("/scenedino/map/occupancy", "/scenedino/map/semantic_points", "/scenedino/map/voxel_grid")
+    for topic in map_topics:
+        assert advertised[topic]["encoding"] == "cdr" and recorder.counts.get(topic, 0) >= 1, topic
+    last = frames[-1]
+    assert last.map_outcome.fused and last.map.counters.frames_fused == FRAMES
+    from scenedino_core.data.synthetic import StreetConfig, StreetWorld
+
+    world = StreetWorld.generate(first_run.DRIVE_SEED, StreetConfig(num_frames=FRAMES))
+    comparison = demo_map_pictures.compare(last.map, last.result, world)
+    for name, fig in demo_map_pictures.figures(comparison, names, palette, title, (0.2, 2.0), (7, 8, 12),
+                                               "red").items():
         assert_legible(fig, name)
 
 

@@ -20,7 +20,15 @@ finishes the current frame and closes the bag in ``OUT.partial``; a killed run l
 ``resume`` continues either from the first frame not done, without writing any message twice.
 
 Offline there is no TF listener: with ``target_frame`` set, the camera pose comes from the ``camera_pose.*``
-parameters (what the live node does when ``tf2_ros`` is not installed).
+parameters (what the live node does when ``tf2_ros`` is not installed). With ``mapping.enabled`` every frame is also
+fused into the local semantic map (``scenedino_ros.map_fusion``) at the camera pose in ``mapping.frame`` that the
+bag's ``/tf`` and ``/tf_static`` give at the image stamp (read into a ``TransformCache`` before the frames:
+``scenedino_ros.bag.transforms``); the map topics (``/scenedino/map/occupancy``, ``/scenedino/map/semantic_points``,
+``/scenedino/map/voxel_grid``) are written at ``mapping.publish_rate_hz`` of image stamps, as the live node
+publishes them, and once more at the end when the latest fused frame's map was not written yet; the final map is
+saved beside the bag (``map.npz`` + ``map.ply``). A frame without a pose keeps
+its per-frame outputs and is counted (``map_statistics`` of the summary). A resumed run's map holds the frames of
+that run only.
 """
 from __future__ import annotations
 
@@ -52,6 +60,8 @@ from scenedino_core.pipeline import FrameResult, Pipeline
 from .. import outputs
 from ..conversions import CameraInfoError, ImageConversionError
 from ..frames import FrameError, FrameResolver
+from ..map_fusion import CachedPoses, FrameOutcome, MapFusion
+from ..map_outputs import LATCHED_MAP_OUTPUTS, map_messages, map_output_types
 from ..outputs import pipeline_config, static_camera_pose
 from ..params import NodeParams
 from ..sync import StampSync
@@ -60,6 +70,7 @@ from .partial import Journal, PartialBag, PartialBagError
 from .salvage import BagOpenError, SalvagingReader
 from .stopping import pause_for_test
 from .summary import STAGES, BagSummary, SkippedFrame
+from .transforms import read_transforms
 
 _logger = logging.getLogger(__name__)
 
@@ -74,6 +85,8 @@ CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 WARNINGS_PER_REASON = 5
 #: Reason recorded for images that never found a CameraInfo.
 UNPAIRED = "NoCameraInfo"
+#: The final map in the output folder (``SemanticMap.load``; a coloured ``map.ply`` beside it).
+MAP_FILE = "map.npz"
 
 
 class BagError(RuntimeError):
@@ -96,7 +109,11 @@ class ProcessedFrame:
     camera_frame: str
     """Frame of the input image (and of the rendered images)."""
     messages: list[tuple[str, Any]]
-    """(output topic, rclpy message), in publishing order, as written to the bag."""
+    """(output topic, rclpy message), in publishing order, as written to the bag (the map's after the frame's)."""
+    map: MapFusion | None = None
+    """The local semantic map (``mapping.enabled``), with this frame fused when it had a pose."""
+    map_outcome: FrameOutcome | None = None
+    """What the map did with this frame."""
 
 
 # ----------------------------------------------------------------------------- topics and types
@@ -173,13 +190,16 @@ def output_topic_types(p: NodeParams, node_name: str = NODE_NAME) -> dict[str, t
     """Topic -> rclpy message type of every output ``process_bag`` writes with these parameters, in publishing
     order (``~/voxel_grid`` only when its message definition is available, as ``process_bag`` decides)."""
     voxel_grid = p.publish_voxel_grid and _voxel_grid_msgdef() is not None
-    return {f"/{node_name}/{name}": cls for name, cls in outputs.output_types(p, voxel_grid=voxel_grid).items()}
+    types = outputs.output_types(p, voxel_grid=voxel_grid)
+    if p.mapping_enabled:
+        types.update(map_output_types(voxel_grid=_voxel_grid_msgdef() is not None))
+    return {f"/{node_name}/{name}": cls for name, cls in types.items()}
 
 
 def _output_qos(name: str) -> Qos:
     """The QoS the live node offers on output ``name`` (``node._create_publishers``), as ``ros2 bag record`` writes
     it (rclpy's defaults resolved: automatic liveliness, infinite durations)."""
-    if name in outputs.LATCHED_OUTPUTS:
+    if name in outputs.LATCHED_OUTPUTS or name in LATCHED_MAP_OUTPUTS:
         return reliable_qos(1, QosDurability.TRANSIENT_LOCAL)
     return reliable_qos(outputs.OUTPUT_DEPTH, QosDurability.VOLATILE)
 
@@ -216,7 +236,8 @@ class _Run:
 
     def __init__(self, p: NodeParams, pipeline: Pipeline, reader: SalvagingReader, writer: Writer,
                  topics: tuple[list[Connection], list[Connection]], include_inputs: bool, node_name: str,
-                 on_frame: Callable[[ProcessedFrame], None] | None):
+                 on_frame: Callable[[ProcessedFrame], None] | None, fusion: MapFusion | None = None,
+                 poses: CachedPoses | None = None):
         self.p, self.pipeline, self.reader, self.writer = p, pipeline, reader, writer
         self.image_conns, self.info_conns = topics
         self.node_name, self.on_frame = node_name, on_frame
@@ -225,6 +246,17 @@ class _Run:
         self.topics = {name: writer.add_connection(f"/{node_name}/{name}", _type_name(cls), typestore=typestore,
                                                    offered_qos_profiles=[_output_qos(name)])
                        for name, cls in outputs.output_types(p, voxel_grid=voxel_grid).items()}
+        self.map, self.poses = fusion, poses
+        if fusion is not None:
+            self.topics.update({name: writer.add_connection(f"/{node_name}/{name}", _type_name(cls),
+                                                            typestore=typestore,
+                                                            offered_qos_profiles=[_output_qos(name)])
+                                for name, cls in map_output_types(voxel_grid=voxel_grid).items()})
+        self.no_pose_warnings = 0
+        self.map_files: list[str] = []
+        self.map_unwritten: int | None = None
+        """Stamp of the latest fused frame when its map was not written yet (``flush_map``)."""
+        """Files of the final map in the output folder (``save_map``)."""
         self.copies = {c.id: _copy_connection(writer, c, typestore) for c in reader.connections} \
             if include_inputs else {}
         self.frames = FrameResolver(p.target_frame, static_camera_pose(p))
@@ -310,6 +342,7 @@ class _Run:
                     break
         if not self.interrupted:
             self.finish()
+            self.flush_map()
         commit()
         self.wall_s = self.wall_before + time.perf_counter() - self._start
 
@@ -399,6 +432,13 @@ class _Run:
         for (topic, m), (name, _) in zip(messages, built):
             self.write(topic, self.topics[name], stamp, serialize_message(m))
         self.clock.lap("write")
+        outcome, built_map = self.fuse(stamp, inp, result)
+        self.clock.lap("build")
+        for name, m in built_map:
+            topic = f"/{self.node_name}/{name}"
+            messages.append((topic, m))
+            self.write(topic, self.topics[name], stamp, serialize_message(m))
+        self.clock.lap("write")
         classes = np.bincount(result.point_labels, minlength=len(SSC_CLASSES))[:len(SSC_CLASSES)]
         self.occupied.append(int(result.points.shape[0]))
         self.class_voxels += classes
@@ -406,8 +446,49 @@ class _Run:
         self._delta["frames"].append([seq, int(result.points.shape[0]), [int(n) for n in classes]])
         if self.on_frame is not None:
             self.on_frame(ProcessedFrame(stamp, inp.rgb, inp.intrinsics, result, frame_id, inp.camera_frame,
-                                         messages))
+                                         messages, self.map, outcome))
             self.clock.reset()  # the callback's time counts as "other"
+
+    def fuse(self, stamp: int, inp: outputs.FrameInput, result: FrameResult
+             ) -> tuple[FrameOutcome | None, list[tuple[str, Any]]]:
+        """Fuse a frame into the map at the bag's TF pose; (what the map did, the map messages due now)."""
+        if self.map is None or self.poses is None:
+            return None, []
+        cam_from_grid = self.frames.resolve(inp.camera_frame, inp.stamp).cam_from_grid
+        outcome = self.map.add_frame(stamp, inp.camera_frame, result, cam_from_grid, self.poses.lookup)
+        if not outcome.fused:
+            self.no_pose_warnings += 1
+            if self.no_pose_warnings <= WARNINGS_PER_REASON:
+                _logger.warning("frame at %.3f s is not in the map: no pose of %s in %s (%s)%s", stamp * 1e-9,
+                                inp.camera_frame, self.map.settings.frame, outcome.reason,
+                                " (further frames without a pose are only counted in the summary)"
+                                if self.no_pose_warnings == WARNINGS_PER_REASON else "")
+            return outcome, []
+        if not outcome.publish:
+            self.map_unwritten = stamp
+            return outcome, []
+        self.map_unwritten = None
+        return outcome, self.map_messages()
+
+    def map_messages(self) -> list[tuple[str, Any]]:
+        built = map_messages(self.map.snapshot(), self.map.settings, self.class_names, self.palette, self.topics)
+        self.map.mark_published()
+        return built
+
+    def flush_map(self) -> None:
+        """At the end of the input: write the map once more when the latest fused frame's map was not written (the
+        bag ends with the final map, whatever ``mapping.publish_rate_hz``)."""
+        if self.map is None or self.map_unwritten is None:
+            return
+        stamp, self.map_unwritten = self.map_unwritten, None
+        for name, m in self.map_messages():
+            self.write(f"/{self.node_name}/{name}", self.topics[name], stamp, serialize_message(m))
+
+    def save_map(self, folder: Path) -> None:
+        """Write the map into the bag folder (``MAP_FILE`` + ``.ply``) when it holds a frame."""
+        if self.map is not None and self.map.map.frames_integrated:
+            npz, ply = self.map.save(folder / MAP_FILE)
+            self.map_files = [npz.name, ply.name]
 
     def finish(self) -> None:
         """Skip the images that never found a CameraInfo."""
@@ -429,7 +510,20 @@ class _Run:
             class_voxels={c.name: int(n) for c, n in zip(SSC_CLASSES, self.class_voxels)},
             messages_written=dict(sorted(self.written.items())), input_damage=tuple(self.reader.damage),
             interrupted=self.interrupted, frames_resumed=len(self.restored),
-            frames_pending=len(self.pending) if self.interrupted else 0)
+            frames_pending=len(self.pending) if self.interrupted else 0,
+            map_statistics={**self.map.statistics(), "files": self.map_files} if self.map is not None else {})
+
+
+def _map_and_poses(reader: SalvagingReader, p: NodeParams, pipeline: Pipeline) -> tuple[MapFusion, CachedPoses]:
+    """The map and the bag's transforms (read now, before the frames)."""
+    tf = read_transforms(reader)
+    if not tf.transforms:
+        _logger.warning("mapping.enabled, but the bag has no /tf or /tf_static transforms: no frame can be fused "
+                        "into the map (its per-frame outputs are written)")
+    else:
+        _logger.info("map: %d transforms from %d /tf and /tf_static messages; fusing into '%s'", tf.transforms,
+                     tf.messages, p.mapping_frame)
+    return MapFusion.from_params(p, pipeline.config.grid), CachedPoses(tf.cache, 0.0)
 
 
 def _output_typestore(voxel_grid: bool) -> Any:
@@ -558,8 +652,11 @@ def process_bag(in_path: str | Path, out_path: str | Path, params: NodeParams, *
             if params.target_frame and params.use_tf:
                 _logger.info("TF is not read from the bag: the camera pose in %s comes from the camera_pose.* "
                              "parameters", params.target_frame)
+            fusion = poses = None
+            if params.mapping_enabled:
+                fusion, poses = _map_and_poses(reader, params, pipeline)
             writer = work.open_writer()
-            run = _Run(params, pipeline, reader, writer, topics, include_inputs, node_name, on_frame)
+            run = _Run(params, pipeline, reader, writer, topics, include_inputs, node_name, on_frame, fusion, poses)
             run.stop = stop
             setup_s = time.perf_counter() - t0
             info = {"input_path": str(in_path), "model": pipeline.describe(), "device": str(pipeline.device),
@@ -569,6 +666,7 @@ def process_bag(in_path: str | Path, out_path: str | Path, params: NodeParams, *
             except PartialBagError as exc:
                 raise BagError(str(exc)) from exc
             run.read_all(progress, lambda: work.commit(writer, run.delta()), stop)
+            run.save_map(work.bag)
             if run.interrupted:
                 summary = run.summary(in_path, work.bag, storage, setup_s)
                 work.close_interrupted(writer, summary_files(summary))

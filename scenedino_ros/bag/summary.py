@@ -68,6 +68,9 @@ class BagSummary:
     """Frames done (processed or skipped) by the interrupted run(s) this one continued."""
     frames_pending: int = 0
     """Images read but not yet paired when the run was interrupted."""
+    map_statistics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The local semantic map (``mapping.enabled``): frames fused and without a pose, voxels, the saved files;
+    empty when mapping is off."""
 
     @property
     def messages_lost(self) -> int | None:
@@ -131,6 +134,12 @@ class BagSummary:
                             if self.frames_pending else "") + "; continue with --resume")
         if self.frames_resumed:
             lines.append(f"- resumed: {self.frames_resumed} frames were done by the interrupted run(s)")
+        if self.map_statistics:
+            m = self.map_statistics
+            files = m.get("files") or []
+            lines.append(f"- map in `{m['map_frame']}`: {m['frames_fused']} frames fused, {m['frames_without_pose']} "
+                         f"without a pose, {m['map_resets']} resets; {m['occupied_voxels']} occupied voxels at the end"
+                         + (f"; saved as {', '.join(f'`{f}`' for f in files)}" if files else ""))
         if self.input_damage:
             lines.append(f"- **damaged input**: {describe_losses(self.input_damage)}")
             lines += [f"  - {d.describe()}" for d in self.input_damage]

@@ -102,6 +102,18 @@ def size_lines(s: RunSummary, largest: int = 4) -> list[str]:
     return lines
 
 
+def map_lines(s: RunSummary) -> list[str]:
+    """Where the map pictures and file are and what they show (nothing when mapping was off)."""
+    if not s.map_pictures:
+        return []
+    iou = s.map_iou
+    return [f"  map        {s.map_pictures[0]} + {', '.join(p.name for p in s.map_pictures[1:])}: the map fused over "
+            f"{s.map_frames} frames next to the last frame alone and the world's exact geometry",
+            f"             occupancy IoU with the exact geometry (the last frame's observed voxels): last frame "
+            f"{iou.get('single_frame', float('nan')):.2f}, fused map {iou.get('fused_map', float('nan')):.2f}"
+            + (f"; map file {s.map_file} (+ .ply)" if s.map_file else "")]
+
+
 def format_summary(s: RunSummary) -> str:
     """The text printed at the end of a run."""
     t = s.mean_model_ms
@@ -118,6 +130,7 @@ def format_summary(s: RunSummary) -> str:
         f"({model_line})",
         f"  pictures   {s.overview or '(none)'}" + (f" + {n_more} per-frame pictures in "
                                                      f"{s.overview.parent if s.overview else s.out}" if n_more else ""),
+        *map_lines(s),
         *size_lines(s),
         f"  summary    {s.summary_json}",
         "Look at it:",

@@ -7,8 +7,10 @@
 3. runs the node's processing over camera 00 of that bag (``scenedino_ros.bag.process``, the node's parameters from
    ``config/scenedino.yaml`` + ``config/kitti360.yaml``) into ``OUT/scenedino_outputs`` (MCAP, inputs included);
 4. draws pictures of a few frames (``OUT/pictures``: input, rendered depth, rendered semantics, bird's-eye
-   occupancy, 3D semantic voxels, one ``overview.png``) and writes ``OUT/summary.json`` (with the size of every
-   part of the output and of each output topic);
+   occupancy, 3D semantic voxels, one ``overview.png``), and of the local semantic map that the node's processing
+   fused over the whole drive at the bag's ``/tf`` poses (``map_bev.png``, ``map_3d.png``: the fused map next to
+   the last frame's own prediction and the world's exact geometry; ``scenedino_ros.demo.map_pictures``), and writes
+   ``OUT/summary.json`` (with the size of every part of the output and of each output topic);
 5. with ``--viz``, streams every processed frame live to a Foxglove WebSocket server on 127.0.0.1
    (``scenedino_ros.demo.live_view``).
 
@@ -33,15 +35,17 @@ import numpy as np
 
 from scenedino_core.data.synthetic import FULL_SIZE, StreetConfig, StreetWorld, write_kitti360
 from scenedino_core.files import atomic_write_text
+from scenedino_core.labels import class_table
 
 from scenedino_core.pipeline import Pipeline
 
 from ..bag import kitti360
-from ..bag.process import ProcessedFrame, process_bag
+from ..bag.process import MAP_FILE, ProcessedFrame, process_bag
 from ..outputs import pipeline_config
 from ..params import NodeParams, validate
 from ..params_file import default_params_files, load_params
-from .pictures import FramePictures, clear_pictures
+from . import map_pictures
+from .pictures import RANDOM_WARNING, FramePictures, clear_pictures
 
 _logger = logging.getLogger(__name__)
 
@@ -111,6 +115,15 @@ class RunSummary:
     """Points per ~/semantic_points cloud (mean): the surface voxels with ``points.surface_only``."""
     surface_only: bool = False
     """``points.surface_only`` was set."""
+    map_pictures: tuple[Path, ...] = ()
+    """``map_bev.png`` and ``map_3d.png`` (empty: mapping off, or no frame had a pose)."""
+    map_frames: int = 0
+    """Frames fused into the map."""
+    map_iou: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Occupancy IoU against the world's exact geometry of the last frame alone and of the fused map, on the voxels
+    that frame observed (``map_pictures.compare``)."""
+    map_file: Path | None = None
+    """The final map (``SemanticMap.load``), a ``.ply`` beside it."""
 
 
 # ----------------------------------------------------------------------------- steps
@@ -208,6 +221,23 @@ def choose_checkpoint(given: Path | None, allow_random_weights: bool) -> Path | 
                             "--allow-random-weights to run an untrained model (outputs are meaningless)")
 
 
+def _map_pictures(last: ProcessedFrame | None, p: NodeParams, settings: DriveSettings, folder: Path, model: str,
+                  random_weights: bool) -> tuple[list[Path], dict[str, float]]:
+    """Draw the map pictures from the last fused frame (its ``map``): (pictures, IoU figures)."""
+    if last is None or last.map is None:
+        return [], {}
+    world = StreetWorld.generate(settings.seed, StreetConfig(num_frames=settings.frames))
+    comparison = map_pictures.compare(last.map, last.result, world)
+    cfg = last.map.config
+    title = (f"local semantic map in '{last.map.settings.frame}' after the drive: {comparison.frames} frames\n"
+             f"window of {'x'.join(map(str, cfg.dims))} voxels of {cfg.voxel_size_m:g} m\n{model}")
+    names, palette = class_table(p.class_colors_rgb)
+    drawn = map_pictures.draw(folder, comparison, names, palette, f"{RANDOM_WARNING}\n{title}" if random_weights
+                              else title, (p.occupancy_min_height_m, p.occupancy_max_height_m),
+                              last.map.settings.ground_labels, "red" if random_weights else "black")
+    return drawn, comparison.iou
+
+
 def run(out: Path, frames: int, checkpoint: Path | None, *, allow_random_weights: bool = False, device: str = "cpu",
         image_size: tuple[int, int] = FULL_SIZE, seed: int = DRIVE_SEED, overrides: tuple[str, ...] = (),
         progress: bool = True, on_start: Callable[[NodeParams], object] | None = None,
@@ -250,6 +280,7 @@ def run(out: Path, frames: int, checkpoint: Path | None, *, allow_random_weights
     timings: list[dict[str, float]] = []
     occupied: list[int] = []
     cloud_points: list[int] = []
+    last_fused: list[ProcessedFrame] = []
     if on_start is not None:
         on_start(p)
 
@@ -259,12 +290,16 @@ def run(out: Path, frames: int, checkpoint: Path | None, *, allow_random_weights
         occupied.append(int(frame.result.points.shape[0]))
         cloud_points.extend(int(m.width) for topic, m in frame.messages if topic == CLOUD_TOPIC)
         pictures(index, frame)
+        if frame.map_outcome is not None and frame.map_outcome.fused:
+            last_fused[:] = [frame]
         if on_frame is not None:
             on_frame(frame)
 
     summary = process_bag(input_bag, output_bag, p, image_topic=kitti360.TOPICS.image(CAMERA),
                           include_inputs=True, storage="mcap", on_frame=each_frame, progress=progress,
                           pipeline=pipeline)
+    map_drawn, map_iou = _map_pictures(last_fused[0] if last_fused else None, p, settings, pictures_dir, model,
+                                       pipeline.random_weights)
     stages = sorted({k for t in timings for k in t})
     mean_model_ms = {k: float(np.mean([t.get(k, 0.0) for t in timings])) for k in stages}
     mcaps = mcap_files(output_bag)
@@ -279,10 +314,13 @@ def run(out: Path, frames: int, checkpoint: Path | None, *, allow_random_weights
         folder_bytes={name: disk_bytes(path) for name, path in folders.items()}, topic_bytes=topic_bytes,
         topic_messages=topic_messages, mean_occupied_voxels=float(np.mean(occupied)) if occupied else float("nan"),
         mean_cloud_points=float(np.mean(cloud_points)) if cloud_points else float("nan"),
-        surface_only=p.points_surface_only)
+        surface_only=p.points_surface_only, map_pictures=tuple(map_drawn),
+        map_frames=int(summary.map_statistics.get("frames_fused", 0)), map_iou=map_iou,
+        map_file=output_bag / MAP_FILE if (output_bag / MAP_FILE).is_file() else None)
     atomic_write_text(result.summary_json, json.dumps(
         {**{k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()},
-         "pictures": [str(x) for x in result.pictures], "drive_settings": dataclasses.asdict(settings),
+         "pictures": [str(x) for x in result.pictures], "map_pictures": [str(x) for x in result.map_pictures],
+         "drive_settings": dataclasses.asdict(settings),
          "frame_timings_ms": timings}, indent=2) + "\n")
     return result
 

@@ -57,7 +57,7 @@ class BagFeed:
 class LiveStream:
     """Streams processed frames to a live view: ``start`` (the ``on_start`` hook of ``run``) advertises every channel;
     then per frame (``__call__``, the ``on_frame`` hook) /tf_static (again, for viewers that connect late), the input
-    bag's messages since the previous frame, then the outputs.
+    bag's messages since the previous frame, then the outputs (with the map outputs when the frame carries them).
 
     Args:
         view: the running view.
@@ -68,6 +68,8 @@ class LiveStream:
         self.view, self.input_bag = view, input_bag
         self._feed: BagFeed | None = None
         self.last: ProcessedFrame | None = None
+        self.last_map: dict[str, object] = {}
+        """Topic -> the latest message of each map output (``~/map/*``, written at ``mapping.publish_rate_hz``)."""
 
     def start(self, p: NodeParams) -> tuple[str, ...]:
         """Advertise the channel of every input topic forwarded and every output these node parameters switch on,
@@ -88,19 +90,26 @@ class LiveStream:
                 self.view.publish_raw(msg, stamp)
         self._send_outputs(frame)
         self.last = frame
+        self.last_map.update({topic: msg for topic, msg in frame.messages if "/map/" in topic})
 
-    def _send_outputs(self, frame: ProcessedFrame) -> None:
+    def _send_outputs(self, frame: ProcessedFrame, with_map: bool = False) -> None:
         for _, msg in self._feed.static if self._feed is not None else ():
             self.view.publish_raw(msg, frame.stamp_ns)
+        sent = set()
         for topic, msg in frame.messages:
             self.view.publish(topic, msg, frame.stamp_ns)
+            sent.add(topic)
+        if with_map:  # the latest map, which the last frame may not carry (mapping.publish_rate_hz)
+            for topic, msg in self.last_map.items():
+                if topic not in sent:
+                    self.view.publish(topic, msg, frame.stamp_ns)
 
     def hold(self, period_s: float = 1.0) -> None:
-        """Re-send the last frame's outputs every ``period_s`` until Ctrl-C."""
+        """Re-send the last frame's outputs and the latest map every ``period_s`` until Ctrl-C."""
         try:
             while True:
                 if self.last is not None:
-                    self._send_outputs(self.last)
+                    self._send_outputs(self.last, with_map=True)
                 time.sleep(period_s)
         except KeyboardInterrupt:
             _logger.info("live view stopped")

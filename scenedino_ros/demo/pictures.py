@@ -81,5 +81,5 @@ def clear_pictures(folder: Path) -> None:
     """Remove pictures of an earlier run (only this command's file names)."""
     if folder.is_dir():
         for path in folder.iterdir():
-            if re.fullmatch(r"frame_\d{4}_[a-z]+\.png|overview\.png", path.name):
+            if re.fullmatch(r"frame_\d{4}_[a-z]+\.png|overview\.png|map_(bev|3d)\.png", path.name):
                 path.unlink()
