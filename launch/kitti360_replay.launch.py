@@ -10,10 +10,11 @@ PyPI wheels), play the bag with ``scenedino-replay BAG`` and start the node alon
 """
 from pathlib import Path
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 #: share/scenedino_ros when installed, the repository root in a source checkout.
 SHARE = Path(__file__).resolve().parents[1]

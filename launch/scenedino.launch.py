@@ -18,7 +18,6 @@ the default) when that profile can help: Fast DDS is the middleware, no profile 
 import os
 from pathlib import Path
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
@@ -27,6 +26,7 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
+from launch import LaunchDescription
 from scenedino_ros.dds_profile import PROFILE_ENV, choose_profile, read_rmem_max
 
 #: share/scenedino_ros when installed, the repository root in a source checkout.

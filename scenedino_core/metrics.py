@@ -7,7 +7,8 @@ float64 sum exact, so results do not depend on the orientation or on the order o
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment

@@ -14,10 +14,10 @@ from . import geometry
 from .backbone import DinoBackbone
 from .config import SceneDINOConfig
 from .decoder import DPTDecoder
+from .downsampler import SalienceDownsampler
 from .field import FeatureExpansion, FieldMLP, PositionalEncoding
 from .rendering import composite_weights, sample_distances
 from .semantics import Classification, PredictionMode, SemanticHead
-from .downsampler import SalienceDownsampler
 from .types import FeatureVolume, FieldOutput, RenderOutput
 
 #: Points per chunk in ``query`` (bounds peak memory; results do not depend on it).

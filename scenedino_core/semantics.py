@@ -22,7 +22,7 @@ class PredictionMode(str, enum.Enum):
     DIRECT_LINEAR = "direct_linear"
 
     @classmethod
-    def parse(cls, value: "str | PredictionMode") -> "PredictionMode":
+    def parse(cls, value: str | PredictionMode) -> PredictionMode:
         try:
             return cls(value)
         except ValueError:

@@ -24,7 +24,7 @@ class FeatureVolume:
     def batch_size(self) -> int:
         return self.features.shape[0]
 
-    def item(self, i: int) -> "FeatureVolume":
+    def item(self, i: int) -> FeatureVolume:
         """The volume of batch item ``i`` (batch size 1)."""
         return FeatureVolume(self.features[i:i + 1], self.intrinsics[i:i + 1], self.images[i:i + 1],
                              None if self.projected is None else self.projected[i:i + 1])

@@ -35,8 +35,14 @@ import numpy as np
 
 from scenedino_core.files import atomic_path
 from scenedino_core.labels import ssc_palette
-from scenedino_core.mapping import (DenseMap, IntegrationStats, MapConfig, ObservationBuilder, OccupiedVoxels,
-                                    SemanticMap)
+from scenedino_core.mapping import (
+    DenseMap,
+    IntegrationStats,
+    MapConfig,
+    ObservationBuilder,
+    OccupiedVoxels,
+    SemanticMap,
+)
 from scenedino_core.mapping.semantic_map import ply_bytes
 from scenedino_core.surface import exposed_voxels
 from scenedino_core.voxels import VoxelGrid

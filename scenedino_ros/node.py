@@ -68,7 +68,7 @@ RECENT_PROBLEM_S = 60.0
 def _guarded(callback: Callable[..., None]) -> Callable[..., None]:
     """A subscription callback that logs and counts unexpected errors instead of letting them stop the executor."""
     @functools.wraps(callback)
-    def wrapper(self: "SceneDinoNode", msg: Any) -> None:
+    def wrapper(self: SceneDinoNode, msg: Any) -> None:
         try:
             callback(self, msg)
         except Exception as exc:  # the callback boundary: a malformed message must not take the node down

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
 from scenedino_core.labels import SSC_CLASSES
 from scenedino_core.semantics import PredictionMode
 from scenedino_core.voxels import SIGMA_THRESHOLD

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scenedino_core.config import (BackboneConfig, DecoderConfig, FieldConfig, SceneDINOConfig, SemanticConfig)
+from scenedino_core.config import BackboneConfig, DecoderConfig, FieldConfig, SceneDINOConfig, SemanticConfig
 
 #: ../shared/reference beside the clone (CI has it; a user's clone does not).
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"

@@ -8,9 +8,8 @@ from pathlib import Path
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_helpers import random_views, tiny_train_config  # noqa: E402
-
 from scenedino_core.train import runner  # noqa: E402
+from train_helpers import random_views, tiny_train_config  # noqa: E402
 
 
 def main() -> None:

@@ -33,6 +33,17 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+from test_bag_salvage import add_chunk_crcs, chunk_positions, corrupt_chunk  # noqa: E402
+from test_process_bag import (  # noqa: E402
+    BASE_PARAMS,
+    SMALL_GRID,
+    TYPESTORE,
+    assert_same,
+    camera_info,
+    raw_image,
+    street,
+    tiny_params,
+)
 
 from scenedino_core.data.synthetic import StreetConfig, StreetWorld, write_kitti360  # noqa: E402
 from scenedino_ros.bag import kitti360 as k2b  # noqa: E402
@@ -43,9 +54,6 @@ from scenedino_ros.bag.salvage import SalvagingReader  # noqa: E402
 from scenedino_ros.bag.stopping import PAUSE_ENV  # noqa: E402
 from scenedino_ros.cli import bag_recover  # noqa: E402
 from scenedino_ros.cli import process_bag as process_bag_cli  # noqa: E402
-from test_bag_salvage import add_chunk_crcs, chunk_positions, corrupt_chunk  # noqa: E402
-from test_process_bag import (BASE_PARAMS, SMALL_GRID, TYPESTORE, assert_same, camera_info, raw_image,  # noqa: E402
-                              street, tiny_params)
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT_S = 300.0  # start-up of a subprocess that imports torch on a loaded 2-core machine; only a hang trips it
@@ -167,7 +175,7 @@ def test_process_bag_stopped_mid_frame_then_resumed(tiny_checkpoint, tmp_path, s
         assert not (work / 'out' / 'metadata.yaml').exists()
         if storage == 'mcap':  # readable as it is (sqlite3 needs the recovery: a killed writer leaves a journal)
             left = read_raw(work / 'out', salvage=True)
-            assert output_stamps(left) == {n: STAMPS[:3] for n in OUT_TOPICS}
+            assert output_stamps(left) == dict.fromkeys(OUT_TOPICS, STAMPS[:3])
             assert [t for t, _ in left['/cam/image_raw']] == [STAMPS[0], STAMPS[0] + 1000, *STAMPS[1:3]]
         assert bag_recover.main([str(out)]) == 0
         closed = work / 'resumed' / 'out'
@@ -182,7 +190,7 @@ def test_process_bag_stopped_mid_frame_then_resumed(tiny_checkpoint, tmp_path, s
         assert summary['interrupted'] == sig.name
         frames_before = 4  # the frame in progress was finished
     left = read_raw(closed)  # rosbags reads it: a complete bag
-    assert output_stamps(left) == {n: STAMPS[:frames_before] for n in OUT_TOPICS}
+    assert output_stamps(left) == dict.fromkeys(OUT_TOPICS, STAMPS[:frames_before])
     assert [t for t, _ in left['/note']] == [s - 1000 for s in STAMPS[:frames_before]]
     assert (summary['frames_processed'], summary['frames_skipped']) == (frames_before, 1)
 
@@ -221,7 +229,7 @@ def test_process_bag_refuses_a_foreign_partial_run(tiny_checkpoint, tmp_path):
     seen.clear()
     s = process_bag(bag, tmp_path / 'out', p, on_frame=on_frame, resume=True, progress=False)
     assert seen == STAMPS[2:] and s.frames_processed == 6 and s.frames_resumed == 2
-    assert output_stamps(read_raw(tmp_path / 'out')) == {n: STAMPS for n in OUT_TOPICS}
+    assert output_stamps(read_raw(tmp_path / 'out')) == dict.fromkeys(OUT_TOPICS, STAMPS)
 
 
 # -------------------------------------------------------------------------------- kitti360-to-bag: faults
@@ -343,7 +351,7 @@ def test_process_bag_on_a_damaged_bag(tiny_checkpoint, tmp_path, damage, capsys)
     s = process_bag(bag, tmp_path / 'out', p, include_inputs=True, progress=False)
     assert s.frames_processed == len(readable) and s.messages_lost == lost
     written = read_raw(tmp_path / 'out')
-    assert output_stamps(written) == {n: readable for n in OUT_TOPICS}  # each readable frame once
+    assert output_stamps(written) == dict.fromkeys(OUT_TOPICS, readable)  # each readable frame once
     assert [t for t, _ in written['/cam/image_raw']] == readable
     problem = {'bad-crc': 'CRC mismatch', 'truncated': 'ends inside a chunk record',
                'missing-file': 'listed in metadata.yaml but missing'}[damage]

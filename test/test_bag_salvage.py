@@ -19,7 +19,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from scenedino_ros.bag.io import bag_writer, commit
-from scenedino_ros.bag.partial import (PartialBag, PartialBagError, partial_path, read_journal, recover)
+from scenedino_ros.bag.partial import PartialBag, PartialBagError, partial_path, read_journal, recover
 from scenedino_ros.bag.salvage import BagOpenError, McapScan, SalvagingReader, describe_losses, messages_lost
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)

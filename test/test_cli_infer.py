@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from picture_checks import assert_legible, titles
 
 from conftest import reference_dir
+from picture_checks import assert_legible, titles
 from scenedino_core import geometry, images
 from scenedino_core.checkpoint import load_model
 from scenedino_core.cli import infer

@@ -17,8 +17,15 @@ from scenedino_core.data import fisheye
 from scenedino_core.data import kitti360 as k360
 from scenedino_core.data.kitti360_calib import CAM00_INTRINSICS
 from scenedino_core.data.kitti360_labels import label_ids_to_trainids
-from scenedino_core.data.synthetic import (K_NORM, KITTI360_MEI, STEREO_BASELINE_M, StreetConfig, StreetWorld, mei_yaml,
-                                           write_kitti360)
+from scenedino_core.data.synthetic import (
+    K_NORM,
+    KITTI360_MEI,
+    STEREO_BASELINE_M,
+    StreetConfig,
+    StreetWorld,
+    mei_yaml,
+    write_kitti360,
+)
 
 SEQ = "2013_05_28_drive_0000_sync"
 SIZE = (48, 160)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+
 import cv2
 import numpy as np
 import pytest
@@ -9,8 +10,19 @@ import pytest
 from scenedino_core import labels
 from scenedino_core.data import kitti360 as k360
 from scenedino_core.data.kitti360_labels import label_ids_to_trainids
-from scenedino_core.data.synthetic import (CAR, FULL_SIZE, ROAD, SKY, TRAINID_TO_SSCBENCH_GT, Shape, StreetConfig,
-                                           StreetWorld, camera_rays, write_kitti360, write_sscbench)
+from scenedino_core.data.synthetic import (
+    CAR,
+    FULL_SIZE,
+    ROAD,
+    SKY,
+    TRAINID_TO_SSCBENCH_GT,
+    Shape,
+    StreetConfig,
+    StreetWorld,
+    camera_rays,
+    write_kitti360,
+    write_sscbench,
+)
 from scenedino_core.sscbench import grid as sgrid
 from scenedino_core.sscbench import io as sio
 from scenedino_core.sscbench import metrics as M

@@ -11,12 +11,12 @@ import torch
 
 from conftest import tiny_model
 from scenedino_core import eval2d, labels
-from scenedino_core.data.semantics2d import Cityscapes2D, Kitti360Semantics2D, cityscapes_preprocess
-from scenedino_core.metrics import hungarian_match, segmentation_metrics
 from scenedino_core.checkpoint import save_checkpoint
 from scenedino_core.cli import eval_2d
 from scenedino_core.data.kitti360_labels import LABEL_ID_TO_TRAINID, label_ids_to_trainids
+from scenedino_core.data.semantics2d import Cityscapes2D, Kitti360Semantics2D, cityscapes_preprocess
 from scenedino_core.images import synthetic_street_image
+from scenedino_core.metrics import hungarian_match, segmentation_metrics
 from scenedino_core.semantics import PredictionMode
 
 SEQ = "2013_05_28_drive_0009_sync"

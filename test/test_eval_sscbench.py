@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from test_sscbench_io import PERSPECTIVE_TXT
 
 from conftest import tiny_model
-from test_sscbench_io import PERSPECTIVE_TXT
 from scenedino_core import labels
 from scenedino_core.checkpoint import save_checkpoint
 from scenedino_core.cli import eval_sscbench as ev
@@ -21,8 +21,12 @@ from scenedino_core.model import SceneDINO
 from scenedino_core.sscbench import grid
 from scenedino_core.sscbench import io as sio
 from scenedino_core.sscbench import metrics as M
-from scenedino_core.sscbench.assignment import (assign_clusters, head_confusion, representative_trainids,
-                                                ssc_confusion_from_heads)
+from scenedino_core.sscbench.assignment import (
+    assign_clusters,
+    head_confusion,
+    representative_trainids,
+    ssc_confusion_from_heads,
+)
 from scenedino_core.sscbench.dataset import SSCBenchKitti360, model_input
 from scenedino_core.sscbench.evaluate import EvalOptions, evaluate_sscbench
 from scenedino_core.sscbench.frame_cache import FrameCache

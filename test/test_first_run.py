@@ -175,7 +175,7 @@ class Recorder(threading.Thread):
                     self.pending = [(t, cid) for t, cid in self.pending if cid not in due]
                 try:
                     opcode, payload = self.client.recv()
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 if opcode == 1:
                     msg = json.loads(payload)
@@ -247,7 +247,8 @@ def test_first_run_writes_bag_pictures_and_summary(first):
     assert (grid.info.width, grid.info.height) == (64, 64) and grid.header.frame_id == "camera_00_optical_frame"
 
     pictures = sorted((out / "pictures").glob("frame_*.png"))
-    assert [p.name for p in pictures] == sorted(f"frame_{i:04d}_{name}.png" for i in demo_pictures.picture_indices(FRAMES)
+    chosen = demo_pictures.picture_indices(FRAMES)
+    assert [p.name for p in pictures] == sorted(f"frame_{i:04d}_{name}.png" for i in chosen
                                                for name in viz.FRAME_PICTURES)
     overview = out / "pictures" / "overview.png"
     assert str(overview) in text

@@ -20,8 +20,8 @@ from rosbags.highlevel import AnyReader
 from scipy.spatial.transform import Rotation
 
 from scenedino_core.data import kitti360 as k360
-from scenedino_core.data.synthetic import StreetConfig, StreetWorld, write_kitti360
 from scenedino_core.data import kitti360_raw
+from scenedino_core.data.synthetic import StreetConfig, StreetWorld, write_kitti360
 from scenedino_ros.bag import kitti360 as k2b
 from scenedino_ros.bag.kitti360 import FRAMES, TOPICS
 from scenedino_ros.cli import kitti360_to_bag as k2b_cli

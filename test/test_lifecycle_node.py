@@ -20,8 +20,7 @@ pytest.importorskip('scenedino_ros.msg', reason='scenedino_ros.msg is not genera
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 
-from test_ros_node import (OUT, OUTPUTS, SMALL_GRID, Harness, NodeProcess,  # noqa: E402
-                           launch_command)
+from test_ros_node import OUT, OUTPUTS, SMALL_GRID, Harness, NodeProcess, launch_command  # noqa: E402
 
 TIMEOUT_S = 60.0
 

@@ -6,8 +6,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from scenedino_core.mapping import (FrameObservation, MapConfig, ObservationBuilder, PackedObservation, SemanticMap,
-                                   occupancy, semantics)
+from scenedino_core.mapping import (
+    FrameObservation,
+    MapConfig,
+    ObservationBuilder,
+    PackedObservation,
+    SemanticMap,
+    occupancy,
+    semantics,
+)
 from scenedino_core.mapping.config import logit
 from scenedino_core.mapping.observation import FREE, UNKNOWN, VoxelProjection
 from scenedino_core.mapping.window import RingWindow

@@ -12,8 +12,15 @@ import pytest
 
 from scenedino_core import visualize as viz
 from scenedino_core.cli import infer
-from scenedino_core.labels import (NUM_SSC_CLASSES, NUM_TRAIN_CLASSES, SSC_CLASSES, TRAINID_TO_SSC, class_table,
-                                   ssc_palette, train_palette)
+from scenedino_core.labels import (
+    NUM_SSC_CLASSES,
+    NUM_TRAIN_CLASSES,
+    SSC_CLASSES,
+    TRAINID_TO_SSC,
+    class_table,
+    ssc_palette,
+    train_palette,
+)
 from scenedino_core.pipeline import FrameResult, RenderedView
 from scenedino_core.voxels import VoxelGrid
 

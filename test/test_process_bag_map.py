@@ -15,6 +15,16 @@ pytest.importorskip('scenedino_ros.msg', reason='scenedino_ros.msg is not genera
 
 from rosbags.interfaces import QosDurability  # noqa: E402
 from rosbags.rosbag2 import Reader  # noqa: E402
+from test_process_bag import (  # noqa: E402
+    SMALL_GRID,
+    camera_info,
+    camera_records,
+    raw_image,
+    read_bag,
+    street,
+    tiny_params,
+    write_bag,
+)
 
 from scenedino_core.data.synthetic import StreetConfig, StreetWorld, write_kitti360  # noqa: E402
 from scenedino_core.mapping import SemanticMap  # noqa: E402
@@ -22,8 +32,6 @@ from scenedino_ros.bag import kitti360  # noqa: E402
 from scenedino_ros.bag.process import MAP_FILE, output_topic_types, process_bag  # noqa: E402
 from scenedino_ros.msg import SemanticVoxelGrid  # noqa: E402
 from scenedino_ros.params_file import default_params_files, load_params  # noqa: E402
-from test_process_bag import (SMALL_GRID, camera_info, camera_records, raw_image, read_bag, street,  # noqa: E402
-                              tiny_params, write_bag)
 
 SEQ = '2013_05_28_drive_0000_sync'
 FRAMES = 4

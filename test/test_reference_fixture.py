@@ -13,9 +13,9 @@ import torch
 from conftest import reference_dir
 from fixture_weights import read_manifest, synthetic_state_dict
 from scenedino_core import geometry
-from scenedino_core.checkpoint import CheckpointError, OFFICIAL_RULES, load_model, map_official_key
-from scenedino_core.model import SceneDINO
+from scenedino_core.checkpoint import OFFICIAL_RULES, CheckpointError, load_model, map_official_key
 from scenedino_core.config import from_reference_config
+from scenedino_core.model import SceneDINO
 from scenedino_core.semantics import PredictionMode
 
 MODES = [m.value for m in PredictionMode]

@@ -38,8 +38,15 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 
 from scenedino_core.data.synthetic import StreetConfig, StreetWorld, write_kitti360  # noqa: E402
 from scenedino_ros.bag import kitti360 as k2b  # noqa: E402
-from scenedino_ros.bag.replay import (Player, ReplayError, ReplayOptions, UnknownTypeError,  # noqa: E402
-                                      message_class, parse_remap, plan_channels)
+from scenedino_ros.bag.replay import (  # noqa: E402
+    Player,
+    ReplayError,
+    ReplayOptions,
+    UnknownTypeError,
+    message_class,
+    parse_remap,
+    plan_channels,
+)
 from scenedino_ros.cli.replay import main, split_ros_args  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,8 +8,16 @@ import pytest
 sensor_msgs = pytest.importorskip('sensor_msgs.msg', reason='sensor_msgs is not installed (ROS 2 wheels or a distro)')
 
 from scenedino_ros.conversions import (  # noqa: E402
-    SUPPORTED_ENCODINGS, CameraInfoError, ImageDataError, UnsupportedEncodingError, camera_info_to_intrinsics,
-    check_image, compressed_to_rgb, has_distortion, image_to_rgb)
+    SUPPORTED_ENCODINGS,
+    CameraInfoError,
+    ImageDataError,
+    UnsupportedEncodingError,
+    camera_info_to_intrinsics,
+    check_image,
+    compressed_to_rgb,
+    has_distortion,
+    image_to_rgb,
+)
 
 H, W = 6, 8
 PAD = 5  # bytes of row padding in every test image

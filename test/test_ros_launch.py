@@ -241,7 +241,6 @@ def test_launch_file_runs_with_launch_testing(tiny_checkpoint):
         get_package_prefix('scenedino_ros')
     except PackageNotFoundError:
         pytest.skip('scenedino_ros is not installed in the ament index: colcon build && source install/setup.bash')
-    import launch
     import numpy as np
     import rclpy
     from launch.actions import IncludeLaunchDescription
@@ -249,6 +248,7 @@ def test_launch_file_runs_with_launch_testing(tiny_checkpoint):
     from nav_msgs.msg import OccupancyGrid
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+    import launch
     from scenedino_core.images import synthetic_street_image
 
     service = launch.LaunchService()

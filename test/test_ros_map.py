@@ -31,8 +31,17 @@ from scenedino_core.mapping.observation import OCCUPANCY_UNKNOWN  # noqa: E402
 from scenedino_ros.frames import camera_pose_from_rpy, matrix_to_xyz_quat  # noqa: E402
 from scenedino_ros.messages import CLOUD_DTYPE  # noqa: E402
 from scenedino_ros.msg import SemanticVoxelGrid  # noqa: E402
-from test_ros_node import (CAMERA_FRAME, OUT, OUTPUT_TIMEOUT_S, SMALL_GRID, Harness, NodeProcess,  # noqa: E402
-                           launch_command, ros_time, stamp_of)
+from test_ros_node import (  # noqa: E402
+    CAMERA_FRAME,
+    OUT,
+    OUTPUT_TIMEOUT_S,
+    SMALL_GRID,
+    Harness,
+    NodeProcess,
+    launch_command,
+    ros_time,
+    stamp_of,
+)
 
 S = 1_000_000_000
 #: A small map window: 32 x 32 x 8 voxels of 0.5 m, published after every fused frame.

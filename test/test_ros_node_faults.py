@@ -16,7 +16,6 @@ import torch
 rclpy = pytest.importorskip('rclpy', reason='rclpy is not installed (scripts/setup.sh installs the ROS 2 wheels)')
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from conftest import tiny_model  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rcl_interfaces.srv import GetParameters  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -25,6 +24,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
+from conftest import tiny_model  # noqa: E402
 from scenedino_core.images import synthetic_street_image  # noqa: E402
 from scenedino_core.pipeline import Pipeline, PipelineConfig  # noqa: E402
 from scenedino_core.voxels import VoxelGrid  # noqa: E402

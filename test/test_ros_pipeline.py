@@ -8,14 +8,22 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config, tiny_model
 
+from conftest import tiny_config, tiny_model
 from scenedino_core import images, voxels
 from scenedino_core.config import to_dict
-from scenedino_ros import frames
 from scenedino_core.labels import class_table
-from scenedino_core.pipeline import (FREE, OCCUPANCY_UNKNOWN, UNKNOWN, FrameResult, Pipeline, PipelineConfig,
-                                    PipelineError, bird_eye_view)
+from scenedino_core.pipeline import (
+    FREE,
+    OCCUPANCY_UNKNOWN,
+    UNKNOWN,
+    FrameResult,
+    Pipeline,
+    PipelineConfig,
+    PipelineError,
+    bird_eye_view,
+)
+from scenedino_ros import frames
 from scenedino_ros.sync import LatencyWindow, LatestSlot, RateMeter, StampSync
 
 GRID = voxels.VoxelGrid(origin=(0.0, -6.0, -0.5), voxel_size=0.5, dims=(24, 24, 7))

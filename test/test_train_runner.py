@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from train_helpers import random_views, tiny_train_config
 from scenedino_core.checkpoint import load_model, read_checkpoint_file
 from scenedino_core.train.runner import train
+from train_helpers import random_views, tiny_train_config
 
 HERE = Path(__file__).resolve().parent
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from picture_checks import assert_legible, outside_canvas, titles
 
+from picture_checks import assert_legible, outside_canvas, titles
 from scenedino_core import visualize as viz
 from scenedino_core.labels import SSC_CLASSES, ssc_palette
 

@@ -77,7 +77,7 @@ class MEICalibration:
         rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
         return rays, valid
 
-    def scaled(self, width: int, height: int) -> "MEICalibration":
+    def scaled(self, width: int, height: int) -> MEICalibration:
         """The same lens for an image resized to (width, height) (pixel centres kept: ``u -> (u + .5) s - .5``)."""
         sx, sy = width / self.width, height / self.height
         return MEICalibration(xi=self.xi, k1=self.k1, k2=self.k2, gamma1=self.gamma1 * sx, gamma2=self.gamma2 * sy,

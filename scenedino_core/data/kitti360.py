@@ -37,9 +37,9 @@ calibration, yaml, poses, split or image file raises ``FileNotFoundError`` / ``V
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -47,8 +47,13 @@ import torch
 from torch.utils.data import Dataset
 
 from scenedino_core import geometry, images
-from scenedino_core.data.fisheye import (MEICalibration, fisheye_to_pinhole_maps, read_mei_yaml, resample_fisheye,
-                                         rotation_x)
+from scenedino_core.data.fisheye import (
+    MEICalibration,
+    fisheye_to_pinhole_maps,
+    read_mei_yaml,
+    resample_fisheye,
+    rotation_x,
+)
 from scenedino_core.data.kitti360_calib import parse_key_floats, read_perspective
 from scenedino_core.data.kitti360_labels import label_ids_to_trainids, read_label_ids
 from scenedino_core.files import atomic_write_text, require_file

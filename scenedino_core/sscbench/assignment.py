@@ -9,8 +9,8 @@ of a model.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -21,7 +21,6 @@ from ..model import SceneDINO
 from ..semantics import KMEANS_MODES, PredictionMode
 from ..voxels import SIGMA_THRESHOLD, VoxelPrediction
 from . import metrics as M
-
 
 #: Extra rows of a head-id confusion: voxels predicted empty (grown σ below the cut-off), and voxels whose α
 #: underflows to 0 (the α-weighted argmax then yields trainId 0 whatever the head said).

@@ -28,8 +28,9 @@ Typical use by an evaluation loop::
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -150,7 +151,7 @@ class RangeCounts:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
             setattr(self, name, int(v))
 
-    def add(self, other: "RangeCounts") -> None:
+    def add(self, other: RangeCounts) -> None:
         self.tp += other.tp
         self.fp += other.fp
         self.tn += other.tn
@@ -188,7 +189,7 @@ class RangeCounts:
         return {"tp": self.tp, "fp": self.fp, "tn": self.tn, "fn": self.fn, "confusion": self.confusion.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RangeCounts":
+    def from_dict(cls, d: dict[str, Any]) -> RangeCounts:
         missing = {"tp", "fp", "tn", "fn", "confusion"} - set(d)
         if missing:
             raise ValueError(f"range counts dict lacks keys {sorted(missing)}, got keys {sorted(d)}")
@@ -228,10 +229,10 @@ class SSCBenchAccumulator:
     @classmethod
     def empty(
         cls, sizes: Sequence[float] = SIZES_M, sweep_thresholds: Sequence[float] = SIGMA_SWEEP_VALUES
-    ) -> "SSCBenchAccumulator":
+    ) -> SSCBenchAccumulator:
         return cls({size_key(s): RangeCounts() for s in sizes}, sweep_thresholds=tuple(sweep_thresholds))
 
-    def add(self, other: "SSCBenchAccumulator") -> None:
+    def add(self, other: SSCBenchAccumulator) -> None:
         """Add ``other`` in place (same ranges and sweep thresholds required)."""
         if set(other.ranges) != set(self.ranges):
             raise ValueError(f"cannot add accumulators with ranges {sorted(other.ranges)} to {sorted(self.ranges)}")
@@ -255,7 +256,7 @@ class SSCBenchAccumulator:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SSCBenchAccumulator":
+    def from_dict(cls, d: dict[str, Any]) -> SSCBenchAccumulator:
         if not isinstance(d, dict) or "ranges" not in d:
             raise ValueError(f"not an SSCBench accumulator dict (need key 'ranges'), got {type(d).__name__}")
         return cls(

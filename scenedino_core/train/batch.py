@@ -31,7 +31,7 @@ class ViewBatch:
     def num_views(self) -> int:
         return self.images.shape[1]
 
-    def to(self, device: torch.device | str) -> "ViewBatch":
+    def to(self, device: torch.device | str) -> ViewBatch:
         return ViewBatch(self.images.to(device), self.intrinsics.to(device), self.poses.to(device),
                          None if self.labels is None else self.labels.to(device))
 

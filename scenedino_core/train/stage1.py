@@ -38,7 +38,7 @@ class Teacher(nn.Module):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "Teacher":
+    def train(self, mode: bool = True) -> Teacher:
         return super().train(False)
 
     @torch.no_grad()

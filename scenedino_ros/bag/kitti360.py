@@ -62,14 +62,22 @@ from tqdm import tqdm
 
 from scenedino_core.data import kitti360 as k360
 from scenedino_core.data.kitti360_calib import read_cam_to_velo
-from scenedino_core.data.kitti360_raw import (CameraCalibration, is_rgb8_png, read_camera_calibrations, read_image,
-                                              read_scan, read_timestamps, timestamps_path, velodyne_scan_path,
-                                              velodyne_timestamps_path)
+from scenedino_core.data.kitti360_raw import (
+    CameraCalibration,
+    is_rgb8_png,
+    read_camera_calibrations,
+    read_image,
+    read_scan,
+    read_timestamps,
+    timestamps_path,
+    velodyne_scan_path,
+    velodyne_timestamps_path,
+)
 
+from ..frames import matrix_to_xyz_quat
 from .io import check_storage, reliable_qos
 from .partial import PartialBag
 from .stopping import pause_for_test
-from ..frames import matrix_to_xyz_quat
 
 logger = logging.getLogger(__name__)
 

@@ -52,9 +52,7 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from tqdm import tqdm
 
-from scenedino_core.labels import SSC_CLASSES
-
-from scenedino_core.labels import class_table
+from scenedino_core.labels import SSC_CLASSES, class_table
 from scenedino_core.pipeline import FrameResult, Pipeline
 
 from .. import outputs
@@ -291,7 +289,7 @@ class _Run:
         """Take over the frames, skips and counts committed by the interrupted run(s)."""
         for d in deltas:
             self.restored.update(d["done"])
-            for seq, stamp, reason, detail in d["skipped"]:
+            for _seq, stamp, reason, detail in d["skipped"]:
                 self.skipped.append(SkippedFrame(stamp, reason, detail))
                 self.skip_counts[reason] += 1
             for _, occupied, classes in d["frames"]:

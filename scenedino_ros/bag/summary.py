@@ -12,7 +12,6 @@ import numpy as np
 
 from .salvage import Damage, describe_losses, messages_lost
 
-
 STAGES = ("decode", "inference", "build", "write", "other")
 
 

@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bag, journal = recover(args.output)
         if journal.header.get("tool") == "scenedino-process-bag" and not (bag / "summary.json").is_file():
-            from ..bag.process import summary_files, summary_from_journal  # rclpy: only for process-bag journals
             from scenedino_core.files import atomic_write_text
+
+            from ..bag.process import summary_files, summary_from_journal  # rclpy: only for process-bag journals
 
             for name, text in summary_files(summary_from_journal(journal, bag)).items():
                 atomic_write_text(bag / name, text)

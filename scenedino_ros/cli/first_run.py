@@ -12,12 +12,11 @@ import sys
 from pathlib import Path
 
 from scenedino_core.data.synthetic import FULL_SIZE
-
 from scenedino_core.pipeline import PipelineError
 
 from ..bag.process import BagError
 from ..demo import first_run
-from ..demo.first_run import (DEMO_CHECKPOINT, DRIVE_SEED, INPUT_BAG, RunSummary, choose_checkpoint, run)
+from ..demo.first_run import DEMO_CHECKPOINT, DRIVE_SEED, INPUT_BAG, RunSummary, choose_checkpoint, run
 from ..demo.foxglove_view import DEFAULT_PORT, FoxgloveView
 from ..demo.live_view import LiveStream
 from ..demo.pictures import RANDOM_WARNING

@@ -36,7 +36,6 @@ import numpy as np
 from scenedino_core.data.synthetic import FULL_SIZE, StreetConfig, StreetWorld, write_kitti360
 from scenedino_core.files import atomic_write_text
 from scenedino_core.labels import class_table
-
 from scenedino_core.pipeline import Pipeline
 
 from ..bag import kitti360

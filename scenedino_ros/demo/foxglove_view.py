@@ -235,7 +235,7 @@ class FoxgloveView:
         self._relay.close()
         self._server.stop()
 
-    def __enter__(self) -> "FoxgloveView":
+    def __enter__(self) -> FoxgloveView:
         return self
 
     def __exit__(self, *exc: object) -> None:

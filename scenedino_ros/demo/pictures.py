@@ -16,7 +16,6 @@ from ..bag.process import ProcessedFrame
 from ..outputs import static_camera_pose
 from ..params import NodeParams
 
-
 RANDOM_WARNING = "RANDOM WEIGHTS: untrained model, the outputs are meaningless"
 
 

@@ -20,14 +20,34 @@ Typical use::
 """
 from __future__ import annotations
 
-from scenedino_core.data.synthetic.layout import (BUILDING, CAR, FENCE, POLE, ROAD, SIDEWALK, SIGN, SKY, TERRAIN,
-                                                  VEGETATION, Material, Primitives, Shape, StreetConfig)
+from scenedino_core.data.synthetic.layout import (
+                                                  BUILDING,
+                                                  CAR,
+                                                  FENCE,
+                                                  POLE,
+                                                  ROAD,
+                                                  SIDEWALK,
+                                                  SIGN,
+                                                  SKY,
+                                                  TERRAIN,
+                                                  VEGETATION,
+                                                  Material,
+                                                  Primitives,
+                                                  Shape,
+                                                  StreetConfig,
+)
 from scenedino_core.data.synthetic.raycast import RayHits, camera_rays
 from scenedino_core.data.synthetic.rig import FULL_SIZE, K_NORM, KITTI360_MEI, STEREO_BASELINE_M, Rig
 from scenedino_core.data.synthetic.voxel_gt import TRAINID_TO_SSCBENCH_GT
 from scenedino_core.data.synthetic.world import RenderedView, StreetWorld
-from scenedino_core.data.synthetic.writers import (FRAME_RATE_HZ, mei_yaml, perspective_txt, write_calibration,
-                                                   write_kitti360, write_sscbench)
+from scenedino_core.data.synthetic.writers import (
+                                                  FRAME_RATE_HZ,
+                                                  mei_yaml,
+                                                  perspective_txt,
+                                                  write_calibration,
+                                                  write_kitti360,
+                                                  write_sscbench,
+)
 
 __all__ = ["BUILDING", "CAR", "FENCE", "FRAME_RATE_HZ", "FULL_SIZE", "KITTI360_MEI", "K_NORM", "Material", "POLE",
            "Primitives", "ROAD", "RayHits", "RenderedView", "Rig", "SIDEWALK", "SIGN", "SKY", "STEREO_BASELINE_M",

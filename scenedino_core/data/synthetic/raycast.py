@@ -7,8 +7,8 @@ nearer already. Ray-primitive tests are analytic (slab test for boxes, capped ve
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

@@ -43,7 +43,7 @@ class Rig:
     pose_height_m: float = 0.93
 
     @staticmethod
-    def default() -> "Rig":
+    def default() -> Rig:
         velo_to_pose = np.diag([1.0, -1.0, -1.0, 1.0])
         velo_to_pose[:3, 3] = (0.8, 0.0, -0.8)
         cam00 = velo_to_pose @ sgrid.cam_to_velo_matrix()

@@ -7,7 +7,7 @@ clouds that depends on the ray direction only.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -9,7 +9,7 @@ empty, also where no camera could see it).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

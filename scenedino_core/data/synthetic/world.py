@@ -48,7 +48,7 @@ class StreetWorld:
     sun: tuple[float, float, float] = (0.35, 0.45, 0.82)
 
     @staticmethod
-    def generate(seed: int = 0, config: StreetConfig | None = None) -> "StreetWorld":
+    def generate(seed: int = 0, config: StreetConfig | None = None) -> StreetWorld:
         """Deterministic in ``seed`` and ``config`` (default: ``StreetConfig()``)."""
         config = StreetConfig() if config is None else config
         return StreetWorld(config=config, seed=int(seed),
