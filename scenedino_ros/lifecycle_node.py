@@ -14,14 +14,11 @@ Drive it with ``ros2 lifecycle set /scenedino configure`` then ``activate``, a l
 """
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from .node import STARTUP_ERRORS, SceneDinoNode
+from .node import STARTUP_ERRORS, SceneDinoNode, spin
 
 
 class SceneDinoLifecycleNode(SceneDinoNode, LifecycleNode):
@@ -69,19 +66,7 @@ class SceneDinoLifecycleNode(SceneDinoNode, LifecycleNode):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``scenedino_lifecycle_node``: starts unconfigured and waits for lifecycle transitions."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SceneDinoLifecycleNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except STARTUP_ERRORS:
-        sys.exit(1)  # already logged by the node
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin(SceneDinoLifecycleNode, args)
 
 
 if __name__ == "__main__":

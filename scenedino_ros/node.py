@@ -529,12 +529,12 @@ class SceneDinoNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> None:
-    """Entry point of ``scenedino_node`` (console script and ``lib/scenedino_ros/scenedino_node``)."""
+def spin(node_class: type[SceneDinoNode], args: list[str] | None = None) -> None:
+    """Run one node of ``node_class`` until Ctrl-C or shutdown; exit status 1 when it cannot start (logged)."""
     rclpy.init(args=args)
     node = None
     try:
-        node = SceneDinoNode()
+        node = node_class()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -544,6 +544,11 @@ def main(args: list[str] | None = None) -> None:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``scenedino_node`` (console script and ``lib/scenedino_ros/scenedino_node``)."""
+    spin(SceneDinoNode, args)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import torch
 from conftest import tiny_config, tiny_model
 from scenedino_core import images, voxels
 from scenedino_core.config import to_dict
-from scenedino_core.labels import class_table
+from scenedino_core.labels import TRAINID_TO_SSC, class_table
 from scenedino_core.pipeline import (
     FREE,
     OCCUPANCY_UNKNOWN,
@@ -326,3 +326,20 @@ def test_rate_meter_and_latency_window():
         w.add(v / 1000)
     p50, p95 = w.percentiles(50, 95)
     assert len(w) == 100 and p50 == pytest.approx(0.1505) and p95 == pytest.approx(0.19505)
+
+
+def test_confidence_agrees_with_the_occupancy_decision(pipeline, result):
+    """The cloud's confidence is the occupancy probability of the grown density, the quantity the occupied/free
+    decision thresholds: every published voxel reaches the threshold's probability, and the dense grid's
+    percentages are the same numbers."""
+    p_threshold = 1.0 - np.exp(-GRID.voxel_size * pipeline.config.density_threshold)
+    assert len(result.points) > 0
+    assert result.point_confidence.min() >= np.float32(p_threshold) * (1 - 1e-6)
+    idx = tuple(result.point_index.T)
+    np.testing.assert_array_equal(result.voxel_occupancy[idx], np.rint(result.point_confidence * 100))
+    # occupied = in view, grown density at or over the threshold, and a class that is not "empty" (sky)
+    pred = pipeline.predict(pipeline.encode(*_frame()), frames.invert(CAM_IN_GRID))
+    passes = pred.in_view & (pred.sigma_grown >= pipeline.config.density_threshold)
+    not_empty = TRAINID_TO_SSC[np.where(pred.train_ids == 255, 0, pred.train_ids)] != 0
+    np.testing.assert_array_equal(pred.occupied, passes & not_empty)
+    np.testing.assert_allclose(pred.occupancy_probability[pred.occupied], result.point_confidence)
