@@ -4,7 +4,8 @@ Subscriptions (relative, remap them): ``image`` (sensor_msgs/Image) or, with ``i
 ``<image>/compressed`` (sensor_msgs/CompressedImage; the remapped ``image`` name plus ``/compressed``, as
 image_transport does), and ``camera_info``; SensorData QoS with a reliability parameter. Callbacks only validate
 headers and pair by stamp (O(1)); a worker thread runs the model on the newest pair, so callbacks never block and
-frames that arrive while it is busy are dropped and counted. Per-frame errors are logged (throttled per kind) and
+frames that arrive while it is busy are dropped and counted (as are pairs beyond ``max_rate_hz``). Outputs without
+subscribers are not built (the latched ``~/occupancy`` always is); a synthetic warm-up frame runs at start-up. Per-frame errors are logged (throttled per kind) and
 the frame is skipped; only startup errors (parameters, checkpoint, device) stop the node. The worker's per-frame
 work (conversion, camera pose, model, output messages) is ``scenedino_ros.outputs``, shared with
 ``scenedino-process-bag`` (``scenedino_ros.bag.process``).
@@ -16,6 +17,7 @@ transient local), ``~/semantic_points`` (PointCloud2), ``~/voxels`` (MarkerArray
 from __future__ import annotations
 
 import functools
+import gc
 import re
 import sys
 import threading
@@ -38,8 +40,8 @@ from scenedino_core.pipeline import Pipeline, PipelineError
 
 from . import messages, outputs, params
 from .conversions import CameraInfoError, ImageConversionError, camera_info_to_intrinsics, check_image, has_distortion
-from .frames import FrameError, FrameResolver
-from .sync import LatencyWindow, LatestSlot, RateMeter, StampSync
+from .frames import FrameError, FrameResolver, invert
+from .sync import LatencyWindow, LatestSlot, RateLimiter, RateMeter, StampSync
 
 #: Images may arrive this long (s) before the first CameraInfo without a warning.
 NO_CAMERA_INFO_GRACE_S = 2.0
@@ -104,6 +106,7 @@ class SceneDinoNode(Node):
             self.class_names, self.palette = class_table(self.p.class_colors_rgb)
             self.frames = FrameResolver(self.p.target_frame, outputs.static_camera_pose(self.p),
                                         tf_buffer=self._tf_buffer(), tf_timeout_s=self.p.tf_timeout_s)
+            self._warm_up()
         except STARTUP_ERRORS as exc:
             self.get_logger().fatal(f"cannot start: {exc}")
             raise
@@ -111,6 +114,7 @@ class SceneDinoNode(Node):
         self.sync = StampSync(self.p.sync_queue_size, int(self.p.sync_max_stamp_diff_s * 1e9),
                               self.p.sync_use_latest_camera_info)
         self.slot: LatestSlot[_Frame] = LatestSlot()
+        self.rate_limit = RateLimiter(self.p.max_rate_hz)
         self.input_rate, self.output_rate = RateMeter(), RateMeter()
         self.latency, self.processing = LatencyWindow(), LatencyWindow()
         self.counts = {"received": 0, "rejected": 0, "processed": 0, "failed": 0}
@@ -148,6 +152,16 @@ class SceneDinoNode(Node):
         buffer = tf2_ros.Buffer()
         self._tf_listener = tf2_ros.TransformListener(buffer, self)
         return buffer
+
+    def _warm_up(self) -> None:
+        if not self.p.warm_up:
+            return
+        seconds = self.pipeline.warm_up(invert(outputs.static_camera_pose(self.p)))
+        self.get_logger().info(f"warm-up frame took {seconds:.2f} s"
+                               f"{' (compiled path)' if self.pipeline.compiled else ''}")
+        if self.p.compile and not self.pipeline.compiled:
+            self.get_logger().warning("compile: torch.compile failed during the warm-up; running eagerly")
+        gc.freeze()  # the model and start-up objects: per-frame garbage collections (markers) skip them
 
     def _create_publishers(self) -> None:
         out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=outputs.OUTPUT_DEPTH,
@@ -254,7 +268,8 @@ class SceneDinoNode(Node):
             except CameraInfoError as exc:
                 self._reject(stamp, exc)
                 return
-        self.slot.put(_Frame(image, info, K, time.monotonic()))
+        if self.rate_limit.allow():  # beyond max_rate_hz: dropped before the worker (counted)
+            self.slot.put(_Frame(image, info, K, time.monotonic()))
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
@@ -272,13 +287,19 @@ class SceneDinoNode(Node):
                 self._warn(f"failed:{type(exc).__name__}", f"frame at {stamp * 1e-9:.3f} s failed: "
                            f"{type(exc).__name__}: {exc}")
 
+    def _wanted_outputs(self) -> list[str]:
+        """Outputs to build for this frame: those with subscribers, and the latched ones (late joiners get them)."""
+        return [name for name, pub in self.publishers_by_output.items()
+                if name in outputs.LATCHED_OUTPUTS or pub.get_subscription_count() > 0]
+
     def _process(self, frame: _Frame) -> None:
         inp = outputs.frame_input(frame.image, frame.info, self.p, frame.intrinsics)
         self._note_input(inp.rgb.shape[:2], frame.info)
-        result, frame_id = outputs.infer(self.pipeline, self.frames, inp)
+        wanted = self._wanted_outputs()
+        result, frame_id = outputs.infer(self.pipeline, self.frames, inp, wanted)
         t_publish = time.perf_counter()
         for name, msg in outputs.build_messages(result, inp.stamp, frame_id, inp.camera_frame, self.p,
-                                                self.class_names, self.palette, self.publishers_by_output):
+                                                self.class_names, self.palette, wanted):
             self.publishers_by_output[name].publish(msg)
         publish_ms = (time.perf_counter() - t_publish) * 1e3
         self._count("processed")
@@ -315,11 +336,12 @@ class SceneDinoNode(Node):
             "frames_paired": self.slot.put_count,
             "frames_processed": self.counts["processed"],
             "frames_dropped": self.slot.dropped,
+            "frames_rate_limited": self.rate_limit.dropped,
             "frames_rejected": self.counts["rejected"],
             "frames_failed": self.counts["failed"],
             "frames_unpaired": self.sync.unpaired_images,
             "camera_infos_received": self.sync.infos_received,
-            "device": str(self.pipeline.device), "precision": self.p.precision,
+            "device": str(self.pipeline.device), "precision": self.p.precision, "compiled": self.pipeline.compiled,
             "model": self.pipeline.describe(), "checkpoint": self.p.checkpoint or "<none>",
             "random_weights": self.pipeline.random_weights,
             "stage_ms": " ".join(f"{k}={v:.1f}" for k, v in self._last_timings.items()),

@@ -107,14 +107,22 @@ def frame_input(image: Any, info: Any, p: NodeParams, intrinsics: np.ndarray | N
     return FrameInput(image.header.stamp, rgb, intrinsics, image.header.frame_id or p.default_camera_frame)
 
 
-def infer(pipeline: Pipeline, resolver: FrameResolver, frame: FrameInput) -> tuple[FrameResult, str]:
+def infer(pipeline: Pipeline, resolver: FrameResolver, frame: FrameInput,
+          outputs: Collection[str] | None = None) -> tuple[FrameResult, str]:
     """Resolve the camera pose of ``frame`` and run the model: (result, output frame id).
+
+    Args:
+        outputs: names of the outputs that will be built (default: all): the dense voxel grids are derived only
+            for ``voxel_grid``, the input view is rendered only for ``depth`` or ``semantics``.
 
     Raises:
         scenedino_ros.frames.FrameError: the camera pose is not available (TF lookup failed).
     """
+    wanted = set(OUTPUT_NAMES if outputs is None else outputs)
     fs = resolver.resolve(frame.camera_frame, frame.stamp)
-    return pipeline.process(frame.rgb, frame.intrinsics, fs.cam_from_grid, fs.out_from_grid), fs.frame_id
+    return pipeline.process(frame.rgb, frame.intrinsics, fs.cam_from_grid, fs.out_from_grid,
+                            dense_grid="voxel_grid" in wanted,
+                            render=bool(wanted & {"depth", "semantics"})), fs.frame_id
 
 
 def build_messages(r: FrameResult, stamp: Any, frame_id: str, camera_frame: str, p: NodeParams,
@@ -141,8 +149,9 @@ def build_messages(r: FrameResult, stamp: Any, frame_id: str, camera_frame: str,
     grid = r.grid
     out: list[tuple[str, Any]] = []
     if "semantic_points" in wanted:
+        packed = messages.pack_rgb(palette)  # one packed colour per class, then one lookup per point
         out.append(("semantic_points", messages.semantic_cloud(header, r.points, r.point_labels,
-                                                               palette[r.point_labels], r.point_confidence)))
+                                                               packed[r.point_labels], r.point_confidence)))
     if "occupancy" in wanted:
         map_origin = messages.translated(r.out_from_grid, (grid.origin[0], grid.origin[1], 0.0))
         out.append(("occupancy", messages.occupancy_grid(header, r.bev, grid.voxel_size, map_origin)))
@@ -150,7 +159,7 @@ def build_messages(r: FrameResult, stamp: Any, frame_id: str, camera_frame: str,
         centres = np.asarray(grid.origin) + (r.point_index + 0.5) * grid.voxel_size
         out.append(("voxels", messages.voxel_markers(header, centres, r.point_labels, palette, grid.voxel_size,
                                                      r.out_from_grid, p.markers_max_voxels)))
-    if "voxel_grid" in wanted and p.publish_voxel_grid:
+    if "voxel_grid" in wanted and p.publish_voxel_grid and r.voxel_labels is not None:
         out.append(("voxel_grid", messages.semantic_voxel_grid(
             header, messages.translated(r.out_from_grid, grid.origin), grid.voxel_size, r.voxel_labels,
             r.voxel_occupancy, class_names, palette)))
@@ -168,7 +177,8 @@ def pipeline_config(p: NodeParams) -> PipelineConfig:
     return PipelineConfig(
         grid=VoxelGrid(origin=tuple(p.grid_min_m), voxel_size=p.voxel_size_m, dims=p.grid_dims),
         checkpoint=p.checkpoint, model_config=p.model_config, allow_random_weights=p.allow_random_weights,
-        device=p.device, precision=p.precision, mode=p.prediction_mode, density_threshold=p.density_threshold_per_m,
+        device=p.device, precision=p.precision, compile=p.compile, mode=p.prediction_mode,
+        density_threshold=p.density_threshold_per_m,
         bev_min_height_m=p.occupancy_min_height_m, bev_max_height_m=p.occupancy_max_height_m,
         ground_labels=tuple(class_names.index(n) for n in p.occupancy_ground_classes),
         render_depth=p.publish_depth, render_semantics=p.publish_semantics, render_stride=p.render_stride_px,

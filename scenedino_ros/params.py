@@ -79,8 +79,17 @@ class NodeParams:
                                     "says so in its log and diagnostics.")
     device: str = _p("device", "cpu", "Torch device: cpu, cuda or cuda:N.")
     precision: str = _p("precision", "fp32", "Inference precision: fp32, or bf16 (autocast for the image "
-                        "encoder; voxel queries stay float32).",
+                        "encoder, the semantic head and the rendered view; coordinates and the voxel densities "
+                        "that decide occupancy stay float32). bf16 is meant for GPUs.",
                         choices=("fp32", "bf16"))
+    compile: bool = _p("compile", False, "torch.compile the encoder and the voxel query (fixed shapes; CUDA graphs "
+                       "on CUDA), compiled during the start-up warm-up; when compiling fails the node says so and "
+                       "runs eagerly.")
+    warm_up: bool = _p("warm_up", True, "Run one synthetic frame at start-up (and compile, with compile) so the "
+                       "first real frame is not slow.")
+    max_rate_hz: float = _p("max_rate_hz", 0.0, "Process at most this many frames per second (0: no limit); "
+                            "paired frames beyond it are dropped (diagnostics: frames_rate_limited).", min=0.0,
+                            max=1000.0)
     prediction_mode: str = _p("prediction_mode", "stego_kmeans", "Semantic prediction mode.", choices=_MODES)
     density_threshold_per_m: float = _p("density_threshold_per_m", 0.2, "Grown density (1/m) above which a voxel "
                                         "is occupied (SSCBench: 0.2).", min=0.0, max=1000.0)
