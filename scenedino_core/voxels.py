@@ -142,7 +142,8 @@ class VoxelTensors:
 
     def numpy(self) -> VoxelPrediction:
         """The same results as numpy arrays on the host."""
-        return VoxelPrediction(sigma=self.sigma.float().cpu().numpy(), sigma_grown=self.sigma_grown.float().cpu().numpy(),
+        return VoxelPrediction(sigma=self.sigma.float().cpu().numpy(),
+                               sigma_grown=self.sigma_grown.float().cpu().numpy(),
                                train_ids=self.train_ids.cpu().numpy(), labels=self.labels.cpu().numpy(),
                                in_view=self.in_view.cpu().numpy(), voxel_size=self.voxel_size)
 

@@ -5,8 +5,9 @@ Subscriptions (relative, remap them): ``image`` (sensor_msgs/Image) or, with ``i
 image_transport does), and ``camera_info``; SensorData QoS with a reliability parameter. Callbacks only validate
 headers and pair by stamp (O(1)); a worker thread runs the model on the newest pair, so callbacks never block and
 frames that arrive while it is busy are dropped and counted (as are pairs beyond ``max_rate_hz``). Outputs without
-subscribers are not built (the latched ``~/occupancy`` always is); a synthetic warm-up frame runs at start-up. Per-frame errors are logged (throttled per kind) and
-the frame is skipped; only startup errors (parameters, checkpoint, device) stop the node. The worker's per-frame
+subscribers are not built (the latched ``~/occupancy`` always is); a synthetic warm-up frame runs at start-up.
+Per-frame errors are logged (throttled per kind) and the frame is skipped; only startup errors (parameters,
+checkpoint, device) stop the node. The worker's per-frame
 work (conversion, camera pose, model, output messages) is ``scenedino_ros.outputs``, shared with
 ``scenedino-process-bag`` (``scenedino_ros.bag.process``).
 
