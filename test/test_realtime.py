@@ -13,6 +13,7 @@ from conftest import reference_dir, tiny_model
 from scenedino_core import images, voxels
 from scenedino_core.labels import TRAINID_TO_SSC
 from scenedino_core.pipeline import FREE, UNKNOWN, Pipeline, PipelineConfig, bird_eye_view
+from scenedino_core.semantics import PredictionMode
 from scenedino_ros.sync import RateLimiter
 
 GRID = voxels.VoxelGrid(origin=(0.0, -6.0, -0.5), voxel_size=0.5, dims=(24, 24, 7))
@@ -66,6 +67,20 @@ def test_the_field_runs_once_per_point(eager):
     full = voxels.predict_voxels(model, volume, centres, GRID.voxel_size, sigma_threshold=0.1, occupied_only=False)
     np.testing.assert_array_equal(pred.labels.numpy(), full.labels)
     np.testing.assert_array_equal(pred.sigma_grown.numpy(), full.sigma_grown)
+
+
+@pytest.mark.parametrize('mode', [m.value for m in PredictionMode])
+def test_semantics_equals_the_modules(eager, mode):
+    """SceneDINO.semantics (in-place activations) gives exactly the classes of expansion + SemanticHead.classify."""
+    model = eager.model
+    features = torch.randn(500, model.config.field.feature_dim, generator=torch.Generator().manual_seed(1))
+    kept = features.clone()
+    with torch.no_grad():
+        expected = model.head.classify(model.expansion(features), mode).classes
+        np.testing.assert_array_equal(model.semantics(features, mode), expected)
+    np.testing.assert_array_equal(features, kept)  # the input is left alone
+    with pytest.raises(ValueError, match='inplace'):
+        model.head.classify(features, mode, inplace=True)  # autograd on: refused
 
 
 def test_axis_order_does_not_change_the_query(eager):
