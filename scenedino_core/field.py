@@ -89,3 +89,12 @@ class FeatureExpansion(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.normalize(self.linear_out(F.relu(self.linear_in(x))), dim=-1)
+
+    def forward_inplace(self, x: Tensor) -> Tensor:
+        """``forward`` without autograd: the same values, activations rectified and normalised in place."""
+        return normalize_(self.linear_out(self.linear_in(x).relu_()), 1e-12)
+
+
+def normalize_(x: Tensor, eps: float) -> Tensor:
+    """``F.normalize(x, dim=-1, eps=eps)`` in place (the same values; no autograd)."""
+    return x.div_(x.norm(2, dim=-1, keepdim=True).clamp_min_(eps))

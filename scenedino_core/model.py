@@ -5,6 +5,7 @@ The model is stateless between calls: ``encode`` returns a ``FeatureVolume`` and
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +51,8 @@ class SceneDINO(nn.Module):
             self.artifact_field = nn.Parameter(0.001 * torch.randn(dim, h // stride, w // stride))
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, images: Tensor, intrinsics: Tensor, *, normalized: bool = False,
-               flip: bool = False) -> FeatureVolume:
+    def encode(self, images: Tensor, intrinsics: Tensor, *, normalized: bool = False, flip: bool = False,
+               image_features: Callable[[Tensor], Tensor] | None = None) -> FeatureVolume:
         """Encode images.
 
         Args:
@@ -59,18 +60,24 @@ class SceneDINO(nn.Module):
             intrinsics: (B, 3, 3) or (3, 3) pixel intrinsics of those images, or normalised intrinsics
                 (``geometry.normalize_intrinsics``) when ``normalized`` is set (as KITTI-360 loaders produce them).
             flip: encode the mirrored images and mirror the features back (training augmentation).
+            image_features: computes the decoder features in place of ``self.image_features`` (a compiled copy of
+                it).
 
         Returns:
             The feature volume to query.
         """
         images, K = self._check_inputs(images, intrinsics)
-        features = self.decoder(self.backbone(images.flip(-1) if flip else images))
+        features = (image_features or self.image_features)(images.flip(-1) if flip else images)
         if flip:
             features = features.flip(-1)
         # channels-last makes the per-point bilinear lookups ~8x faster on CPU (same values)
         features = features.contiguous(memory_format=torch.channels_last)
         K_norm = K if normalized else geometry.normalize_intrinsics(K, self.config.image_size)
         return FeatureVolume(features=features, intrinsics=K_norm.to(images), images=images)
+
+    def image_features(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) RGB in [0, 1] -> (B, C, H, W) pixel-aligned decoder features (ViT + DPT, inputs unchecked)."""
+        return self.decoder(self.backbone(images))
 
     def _check_inputs(self, images: Tensor, intrinsics: Tensor) -> tuple[Tensor, Tensor]:
         h, w = self.config.image_size
@@ -108,12 +115,18 @@ class SceneDINO(nn.Module):
         return _sample(volume.features, uv), code, outside, uv
 
     def _code(self, volume: FeatureVolume, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Clamped normalised coords (B, N, 2), positional code (B, N, 39) and outside flags (B, N)."""
-        uv, z, outside = geometry.project(points, volume.intrinsics)
-        uv = uv.clamp(-2.0, 2.0)
-        zn = geometry.normalized_inverse_depth(z, self.config.field.z_near, self.config.field.z_far)
-        b, n = z.shape
-        code = self.encoding(torch.cat([uv, zn.unsqueeze(-1)], dim=-1).reshape(b * n, 3)).reshape(b, n, -1)
+        """Clamped normalised coords (B, N, 2), positional code (B, N, 39) and outside flags (B, N).
+
+        Always float32, also under autocast: bf16 would round a 50 m coordinate to 0.25 m and a sine of the code
+        by up to 1 %.
+        """
+        with torch.autocast(points.device.type, enabled=False):
+            points = points.float()
+            uv, z, outside = geometry.project(points, volume.intrinsics.float())
+            uv = uv.clamp(-2.0, 2.0)
+            zn = geometry.normalized_inverse_depth(z, self.config.field.z_near, self.config.field.z_far)
+            b, n = z.shape
+            code = self.encoding(torch.cat([uv, zn.unsqueeze(-1)], dim=-1).reshape(b * n, 3)).reshape(b, n, -1)
         return uv, code, outside
 
     def query(self, volume: FeatureVolume, points: Tensor, *, expand: bool = False,
@@ -146,11 +159,31 @@ class SceneDINO(nn.Module):
         ``C`` channels and skip the per-point C x hidden product. Results equal ``query`` on ``volume`` up to float
         rounding.
         """
-        projected = self.mlp.project_features(volume.features).contiguous(memory_format=torch.channels_last)
-        return dataclasses.replace(volume, projected=projected)
+        with torch.autocast(volume.features.device.type, enabled=False):  # sampled at float32 coordinates
+            projected = self.mlp.project_features(volume.features.float())
+        return dataclasses.replace(volume, projected=projected.contiguous(memory_format=torch.channels_last))
 
-    def _query_chunk(self, volume: FeatureVolume, points: Tensor, expand: bool,
-                     mode: PredictionMode | str | None) -> FieldOutput:
+    def field(self, volume: FeatureVolume, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Density (B, N), reduced features (B, N, F) and outside flags (B, N) at (B, N, 3) camera-frame points.
+
+        One piece (no chunking) and no colour lookup: the per-chunk step of a voxel query.
+        """
+        b, n, _ = points.shape
+        sigma, feats, outside, _ = self._field(volume, points)
+        return sigma.reshape(b, n), feats.reshape(b, n, -1), outside
+
+    def semantics(self, features: Tensor, mode: PredictionMode | str = PredictionMode.STEGO_KMEANS) -> Tensor:
+        """Reduced (N, F) features -> (N,) int64 trainIds: the 64 -> D expansion, then the semantic head.
+
+        In eval mode without autograd the D-wide activations are rectified and normalised in place (the same values
+        with two D-wide buffers instead of seven).
+        """
+        if self.training or torch.is_grad_enabled():
+            return self.head.classify(self.expansion(features), mode).classes
+        return self.head.classify(self.expansion.forward_inplace(features), mode, inplace=True).classes
+
+    def _field(self, volume: FeatureVolume, points: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """sigma (B*N,), features (B*N, F), outside (B, N), clamped uv (B, N, 2)."""
         b, n, _ = points.shape
         if volume.projected is None:
             sampled, code, outside, uv = self.field_inputs(volume, points)
@@ -159,6 +192,12 @@ class SceneDINO(nn.Module):
             uv, code, outside = self._code(volume, points)
             hidden = _sample(volume.projected, uv)
             sigma, feats = self.mlp.forward_projected(hidden.reshape(b * n, -1), code.reshape(b * n, -1))
+        return sigma, feats, outside, uv
+
+    def _query_chunk(self, volume: FeatureVolume, points: Tensor, expand: bool,
+                     mode: PredictionMode | str | None) -> FieldOutput:
+        b, n, _ = points.shape
+        sigma, feats, outside, uv = self._field(volume, points)
         rgb = _sample(volume.images, uv)
         expanded = classes = None
         if expand or mode is not None:
@@ -211,7 +250,7 @@ class SceneDINO(nn.Module):
         pts = o.unsqueeze(2) + z.unsqueeze(-1) * d.unsqueeze(2)
         out = self.query(volume, pts.reshape(b, -1, 3))
         s = cfg.n_samples
-        weights, alphas = composite_weights(out.sigma.reshape(b * r, s), z.reshape(b * r, s),
+        weights, alphas = composite_weights(out.sigma.float().reshape(b * r, s), z.reshape(b * r, s),
                                             hard_alpha_cap=cfg.hard_alpha_cap)
         weights, alphas = weights.reshape(b, r, s), alphas.reshape(b, r, s)
         feats = (weights.unsqueeze(-1) * out.features.reshape(b, r, s, -1)).sum(dim=2)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import SemanticConfig
+from .field import normalize_
 
 
 class PredictionMode(str, enum.Enum):
@@ -60,6 +61,13 @@ class StegoProjection(nn.Module):
         code = self.dropout(self.linear(x)) + self.dropout(self.out(F.relu(self.hidden(x))))
         return F.normalize(code, dim=-1)
 
+    def forward_inplace(self, x: Tensor) -> Tensor:
+        """``forward`` in eval mode without autograd: the same values; ``x`` is normalised in place."""
+        x = normalize_(x, 1e-10)
+        code = self.linear(x)
+        code += self.out(self.hidden(x).relu_())
+        return F.normalize(code, dim=-1)
+
 
 class ClusterProbe(nn.Module):
     """Cosine k-means probe with a cluster -> trainId assignment."""
@@ -85,12 +93,19 @@ class SemanticHead(nn.Module):
         self.direct_linear = nn.Linear(in_dim, config.n_classes)
         self.stego_linear = nn.Linear(config.code_dim, config.n_classes)
 
-    def classify(self, features: Tensor, mode: PredictionMode | str = PredictionMode.STEGO_KMEANS) -> Classification:
-        """features: (N, D) expanded features -> trainIds (N,) with scores."""
+    def classify(self, features: Tensor, mode: PredictionMode | str = PredictionMode.STEGO_KMEANS, *,
+                 inplace: bool = False) -> Classification:
+        """features: (N, D) expanded features -> trainIds (N,) with scores.
+
+        ``inplace`` (eval mode, no autograd): the same values, with ``features`` normalised in place and no copies of
+        the D-wide activations beyond the STEGO hidden layer's (what keeps a block of rows in the CPU caches).
+        """
         mode = PredictionMode.parse(mode)
-        x = F.normalize(features, dim=-1, eps=1e-10)
+        if inplace and (self.training or torch.is_grad_enabled()):
+            raise ValueError("classify(inplace=True) needs eval mode and no autograd")
+        x = normalize_(features, 1e-10) if inplace else F.normalize(features, dim=-1, eps=1e-10)
         if mode in (PredictionMode.STEGO_KMEANS, PredictionMode.STEGO_LINEAR):
-            x = self.stego(x)
+            x = self.stego.forward_inplace(x) if inplace else self.stego(x)
         if mode is PredictionMode.STEGO_KMEANS or mode is PredictionMode.DIRECT_KMEANS:
             probe = self.stego_clusters if mode is PredictionMode.STEGO_KMEANS else self.direct_clusters
             scores = probe.similarities(x)

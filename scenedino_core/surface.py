@@ -32,3 +32,14 @@ def surface_subset(point_index: np.ndarray, occupied: np.ndarray) -> np.ndarray:
     if point_index.ndim != 2 or point_index.shape[1] != 3:
         raise ValueError(f"point_index must be (N, 3), got shape {point_index.shape}")
     return exposed_voxels(occupied)[tuple(point_index.T)]
+
+
+def point_surface(point_index: np.ndarray, dims: tuple[int, int, int]) -> np.ndarray:
+    """(N,) bool: which of N voxels, given by their (N, 3) integer indices into a grid of ``dims`` (X, Y, Z) and
+    taken as all of its occupied voxels, are surface voxels (``exposed_voxels``)."""
+    point_index = np.asarray(point_index)
+    if point_index.ndim != 2 or point_index.shape[1] != 3:
+        raise ValueError(f"point_index must be (N, 3), got shape {point_index.shape}")
+    occupied = np.zeros(dims, bool)
+    occupied[tuple(point_index.T)] = True
+    return surface_subset(point_index, occupied)

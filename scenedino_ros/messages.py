@@ -1,7 +1,8 @@
 """Pure message builders: numpy arrays -> ROS 2 messages, with no node and no ``rclpy.init``.
 
-Byte fields are filled from numpy with ``array.array`` (never Python lists). Multi-byte data is written
-little-endian and flagged so (``is_bigendian = False``) on any host.
+Byte fields are assigned the bytes of a numpy array (``ndarray.tobytes()``: the message stores them as its
+``array.array`` with one more copy; never Python lists). Multi-byte data is written little-endian and flagged so
+(``is_bigendian = False``) on any host. Point clouds are filled field by field into one structured array.
 
 * ``semantic_cloud``: ``sensor_msgs/PointCloud2`` with x, y, z (float32), rgb (PCL-style packed float32), label
   (uint32), confidence (float32); 24-byte points, every field 4-byte aligned.
@@ -13,7 +14,6 @@ little-endian and flagged so (``is_bigendian = False``) on any host.
 """
 from __future__ import annotations
 
-import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,8 +41,9 @@ CLOUD_DTYPE = np.dtype({"names": [f[0] for f in CLOUD_FIELDS], "formats": [f[3] 
                         "offsets": [f[1] for f in CLOUD_FIELDS], "itemsize": CLOUD_POINT_STEP})
 
 
-def _bytes(arr: np.ndarray) -> array.array:
-    return array.array("B", np.ascontiguousarray(arr).tobytes())
+def _bytes(arr: np.ndarray) -> bytes:
+    """The C-order bytes of ``arr`` (one copy; a message's byte-array setter takes them with one memcpy)."""
+    return np.ascontiguousarray(arr).tobytes()
 
 
 def pose_msg(T: np.ndarray) -> Pose:
@@ -63,8 +64,11 @@ def translated(T: np.ndarray, xyz: Sequence[float]) -> np.ndarray:
 
 def pack_rgb(colors: np.ndarray) -> np.ndarray:
     """(N, 3) uint8 -> (N,) uint32 ``0x00RRGGBB`` (the bits PCL stores in its float32 ``rgb`` field)."""
-    c = np.asarray(colors, dtype=np.uint32)
-    return (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
+    c = np.asarray(colors, dtype=np.uint8)
+    packed = c[:, 0].astype(np.uint32) << 16
+    packed |= c[:, 1].astype(np.uint32) << 8
+    packed |= c[:, 2]
+    return packed
 
 
 def semantic_cloud(header: Header, points: np.ndarray, labels: np.ndarray, colors: np.ndarray,
@@ -75,19 +79,20 @@ def semantic_cloud(header: Header, points: np.ndarray, labels: np.ndarray, color
         header: stamp and frame of the points.
         points: (N, 3) float positions (m).
         labels: (N,) integer class labels.
-        colors: (N, 3) uint8 RGB per point.
+        colors: (N, 3) uint8 RGB per point, or (N,) uint32 already packed (``pack_rgb``).
         confidence: (N,) float in [0, 1].
     """
     n = len(points)
     if not (len(labels) == len(colors) == len(confidence) == n):
         raise ValueError(f"points, labels, colors, confidence must have the same length, got {n}, {len(labels)}, "
                          f"{len(colors)}, {len(confidence)}")
-    cloud = np.zeros(n, dtype=CLOUD_DTYPE)
-    pts = np.asarray(points, dtype=np.float32).reshape(n, 3)
+    cloud = np.empty(n, dtype=CLOUD_DTYPE)  # the six fields cover all 24 bytes of a point
+    pts = np.asarray(points).reshape(n, 3)
     cloud["x"], cloud["y"], cloud["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
-    cloud["rgb"] = pack_rgb(np.asarray(colors).reshape(n, 3))
-    cloud["label"] = np.asarray(labels, dtype=np.uint32)
-    cloud["confidence"] = np.asarray(confidence, dtype=np.float32)
+    colors = np.asarray(colors)
+    cloud["rgb"] = colors if colors.ndim == 1 else pack_rgb(colors.reshape(n, 3))
+    cloud["label"] = labels
+    cloud["confidence"] = confidence
     msg = PointCloud2()
     msg.header = header
     msg.height, msg.width = 1, n
@@ -115,7 +120,7 @@ def occupancy_grid(header: Header, bev: np.ndarray, resolution: float, origin: n
     msg.info.resolution = float(resolution)
     msg.info.height, msg.info.width = int(bev.shape[0]), int(bev.shape[1])
     msg.info.origin = pose_msg(origin)
-    msg.data = array.array("b", np.ascontiguousarray(bev).tobytes())
+    msg.data = np.ascontiguousarray(bev).tobytes()
     return msg
 
 

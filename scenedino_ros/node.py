@@ -5,7 +5,9 @@ Subscriptions (relative, remap them): ``image`` (sensor_msgs/Image) or, with ``i
 image_transport does), and ``camera_info``; SensorData QoS whose reliability follows the publishers'
 (``input.reliability: auto``, ``scenedino_ros.input_qos``); messages the middleware reports lost are counted.
 Callbacks only validate headers and pair by stamp (O(1)); a worker thread runs the model on the newest pair, so
-callbacks never block and frames that arrive while it is busy are dropped and counted. Per-frame errors (bad
+callbacks never block and frames that arrive while it is busy are dropped and counted (as are pairs beyond
+``max_rate_hz``). Outputs without subscribers are not built (the latched ``~/occupancy`` always is); a synthetic
+warm-up frame runs when the node is configured. Per-frame errors (bad
 input, exceptions and out of memory inside the model) are logged (throttled per kind), counted and the frame is
 skipped; device memory is released after a failure, and the log and diagnostics turn ERROR after
 ``max_consecutive_failures`` failed frames in a row. Only startup errors (parameters, checkpoint, device) stop the
@@ -50,10 +52,10 @@ from scenedino_core.pipeline import Pipeline, PipelineError
 from . import messages, outputs, params
 from .conversions import CameraInfoError, ImageConversionError, camera_info_to_intrinsics, check_image, has_distortion
 from .faults import OUT_OF_MEMORY, FailureReport, FailureTracker, FrameWatch, release_device_memory
-from .frames import FrameError, FrameResolver
+from .frames import FrameError, FrameResolver, invert
 from .input_qos import AdaptiveSubscription
 from .map_node import NodeMap
-from .sync import LatencyWindow, LatestSlot, RateMeter, StampSync, unpaired_message
+from .sync import LatencyWindow, LatestSlot, RateLimiter, RateMeter, StampSync, unpaired_message
 
 #: Images may arrive this long (s) before the first CameraInfo without a warning.
 NO_CAMERA_INFO_GRACE_S = 2.0
@@ -150,6 +152,7 @@ class SceneDinoNode(Node):
             self.class_names, self.palette = class_table(self.p.class_colors_rgb)
             self.frames = FrameResolver(self.p.target_frame, outputs.static_camera_pose(self.p),
                                         tf_buffer=self._tf_buffer(), tf_timeout_s=self.p.tf_timeout_s)
+            self._warm_up()
         except STARTUP_ERRORS as exc:
             self.pipeline = None
             self.get_logger().fatal(f"cannot start: {exc}")
@@ -159,6 +162,7 @@ class SceneDinoNode(Node):
                               self.p.sync_use_latest_camera_info)
         self.slot: LatestSlot[_Frame] = LatestSlot()
         self.slot.close()  # opened by activate
+        self.rate_limit = RateLimiter(self.p.max_rate_hz)
         self.input_rate, self.output_rate = RateMeter(), RateMeter()
         self.latency, self.processing = LatencyWindow(), LatencyWindow()
         self.counts = {"received": 0, "rejected": 0, "processed": 0, "failed": 0, "lost": 0, "infos_lost": 0}
@@ -217,6 +221,7 @@ class SceneDinoNode(Node):
             self.mapping.cleanup()
             self.mapping = None
         self.pipeline = None
+        gc.unfreeze()  # the warm-up froze the model's objects; let the collector see them again
         gc.collect()
         if device is not None and device.type == "cuda":
             torch.cuda.empty_cache()
@@ -241,6 +246,16 @@ class SceneDinoNode(Node):
         buffer = tf2_ros.Buffer()
         self._tf_listener = tf2_ros.TransformListener(buffer, self)
         return buffer
+
+    def _warm_up(self) -> None:
+        if not self.p.warm_up:
+            return
+        seconds = self.pipeline.warm_up(invert(outputs.static_camera_pose(self.p)))
+        self.get_logger().info(f"warm-up frame took {seconds:.2f} s"
+                               f"{' (compiled path)' if self.pipeline.compiled else ''}")
+        if self.p.compile and not self.pipeline.compiled:
+            self.get_logger().warning("compile: torch.compile failed during the warm-up; running eagerly")
+        gc.freeze()  # the model and start-up objects: per-frame garbage collections (markers) skip them
 
     def _create_publishers(self) -> None:
         out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=outputs.OUTPUT_DEPTH,
@@ -383,7 +398,8 @@ class SceneDinoNode(Node):
             except CameraInfoError as exc:
                 self._reject(stamp, exc)
                 return
-        self.slot.put(_Frame(image, info, K, time.monotonic()))
+        if self.rate_limit.allow():  # beyond max_rate_hz: dropped before the worker (counted)
+            self.slot.put(_Frame(image, info, K, time.monotonic()))
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
@@ -435,13 +451,19 @@ class SceneDinoNode(Node):
         else:
             self._warn(f"failed:{report.kind}:{report.text.split(':')[0]}", text)
 
+    def _wanted_outputs(self) -> list[str]:
+        """Outputs to build for this frame: those with subscribers, and the latched ones (late joiners get them)."""
+        return [name for name, pub in self.publishers_by_output.items()
+                if name in outputs.LATCHED_OUTPUTS or pub.get_subscription_count() > 0]
+
     def _process(self, frame: _Frame) -> None:
         inp = outputs.frame_input(frame.image, frame.info, self.p, frame.intrinsics)
         self._note_input(inp.rgb.shape[:2], frame.info)
-        result, frame_id = outputs.infer(self.pipeline, self.frames, inp)
+        wanted = self._wanted_outputs()
+        result, frame_id = outputs.infer(self.pipeline, self.frames, inp, wanted, mapping=self.mapping is not None)
         t_publish = time.perf_counter()
         for name, msg in outputs.build_messages(result, inp.stamp, frame_id, inp.camera_frame, self.p,
-                                                self.class_names, self.palette, self.publishers_by_output):
+                                                self.class_names, self.palette, wanted):
             self.publishers_by_output[name].publish(msg)
         publish_ms = (time.perf_counter() - t_publish) * 1e3
         self._count("processed")
@@ -483,6 +505,7 @@ class SceneDinoNode(Node):
             "frames_paired": self.slot.put_count,
             "frames_processed": self.counts["processed"],
             "frames_dropped": self.slot.dropped,
+            "frames_rate_limited": self.rate_limit.dropped,
             "frames_rejected": self.counts["rejected"],
             "frames_failed": self.counts["failed"],
             "consecutive_failures": self.failures.consecutive,
@@ -493,7 +516,7 @@ class SceneDinoNode(Node):
             "camera_infos_received": self.sync.infos_received,
             "camera_infos_lost_in_transport": self.counts["infos_lost"],
             "input_reliability": self._image_sub.reliability,
-            "device": str(self.pipeline.device), "precision": self.p.precision,
+            "device": str(self.pipeline.device), "precision": self.p.precision, "compiled": self.pipeline.compiled,
             "model": self.pipeline.describe(), "checkpoint": self.p.checkpoint or "<none>",
             "random_weights": self.pipeline.random_weights,
             "stage_ms": " ".join(f"{k}={v:.1f}" for k, v in self._last_timings.items()),

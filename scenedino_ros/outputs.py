@@ -25,8 +25,8 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from scenedino_core.labels import SSC_CLASSES
-from scenedino_core.pipeline import FREE, FrameResult, Pipeline, PipelineConfig
-from scenedino_core.surface import surface_subset
+from scenedino_core.pipeline import FrameResult, Pipeline, PipelineConfig
+from scenedino_core.surface import point_surface
 from scenedino_core.voxels import VoxelGrid
 
 from . import messages
@@ -108,14 +108,23 @@ def frame_input(image: Any, info: Any, p: NodeParams, intrinsics: np.ndarray | N
     return FrameInput(image.header.stamp, rgb, intrinsics, image.header.frame_id or p.default_camera_frame)
 
 
-def infer(pipeline: Pipeline, resolver: FrameResolver, frame: FrameInput) -> tuple[FrameResult, str]:
+def infer(pipeline: Pipeline, resolver: FrameResolver, frame: FrameInput,
+          outputs: Collection[str] | None = None, *, mapping: bool = False) -> tuple[FrameResult, str]:
     """Resolve the camera pose of ``frame`` and run the model: (result, output frame id).
+
+    Args:
+        outputs: names of the outputs that will be built (default: all): the dense voxel grids are derived only
+            for ``voxel_grid``, the input view is rendered only for ``depth`` or ``semantics``.
+        mapping: the frame is also fused into the local map, which needs the dense grids and the rendered depth.
 
     Raises:
         scenedino_ros.frames.FrameError: the camera pose is not available (TF lookup failed).
     """
+    wanted = set(OUTPUT_NAMES if outputs is None else outputs)
     fs = resolver.resolve(frame.camera_frame, frame.stamp)
-    return pipeline.process(frame.rgb, frame.intrinsics, fs.cam_from_grid, fs.out_from_grid), fs.frame_id
+    return pipeline.process(frame.rgb, frame.intrinsics, fs.cam_from_grid, fs.out_from_grid,
+                            dense_grid=mapping or "voxel_grid" in wanted,
+                            render=mapping or bool(wanted & {"depth", "semantics"})), fs.frame_id
 
 
 def build_messages(r: FrameResult, stamp: Any, frame_id: str, camera_frame: str, p: NodeParams,
@@ -143,11 +152,12 @@ def build_messages(r: FrameResult, stamp: Any, frame_id: str, camera_frame: str,
     out: list[tuple[str, Any]] = []
     points, point_labels, point_confidence, point_index = r.points, r.point_labels, r.point_confidence, r.point_index
     if p.points_surface_only and wanted & {"semantic_points", "voxels"}:
-        keep = surface_subset(point_index, r.voxel_labels < FREE)
+        keep = point_surface(point_index, grid.dims)
         points, point_labels, point_confidence, point_index = (points[keep], point_labels[keep],
                                                                point_confidence[keep], point_index[keep])
     if "semantic_points" in wanted:
-        out.append(("semantic_points", messages.semantic_cloud(header, points, point_labels, palette[point_labels],
+        packed = messages.pack_rgb(palette)  # one packed colour per class, then one lookup per point
+        out.append(("semantic_points", messages.semantic_cloud(header, points, point_labels, packed[point_labels],
                                                                point_confidence)))
     if "occupancy" in wanted:
         map_origin = messages.translated(r.out_from_grid, (grid.origin[0], grid.origin[1], 0.0))
@@ -156,7 +166,7 @@ def build_messages(r: FrameResult, stamp: Any, frame_id: str, camera_frame: str,
         centres = np.asarray(grid.origin) + (point_index + 0.5) * grid.voxel_size
         out.append(("voxels", messages.voxel_markers(header, centres, point_labels, palette, grid.voxel_size,
                                                      r.out_from_grid, p.markers_max_voxels)))
-    if "voxel_grid" in wanted and p.publish_voxel_grid:
+    if "voxel_grid" in wanted and p.publish_voxel_grid and r.voxel_labels is not None:
         out.append(("voxel_grid", messages.semantic_voxel_grid(
             header, messages.translated(r.out_from_grid, grid.origin), grid.voxel_size, r.voxel_labels,
             r.voxel_occupancy, class_names, palette)))
@@ -174,7 +184,8 @@ def pipeline_config(p: NodeParams) -> PipelineConfig:
     return PipelineConfig(
         grid=VoxelGrid(origin=tuple(p.grid_min_m), voxel_size=p.voxel_size_m, dims=p.grid_dims),
         checkpoint=p.checkpoint, model_config=p.model_config, allow_random_weights=p.allow_random_weights,
-        device=p.device, precision=p.precision, mode=p.prediction_mode, density_threshold=p.density_threshold_per_m,
+        device=p.device, precision=p.precision, compile=p.compile, mode=p.prediction_mode,
+        density_threshold=p.density_threshold_per_m,
         bev_min_height_m=p.occupancy_min_height_m, bev_max_height_m=p.occupancy_max_height_m,
         ground_labels=tuple(class_names.index(n) for n in p.occupancy_ground_classes),
         render_depth=p.publish_depth or p.mapping_enabled,  # the map tells visible from completed voxels by it

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from scenedino_core.labels import SSC_CLASSES
+from scenedino_core.mapping.config import MapConfig
+from scenedino_core.pipeline import PRECISIONS
 from scenedino_core.semantics import PredictionMode
 from scenedino_core.voxels import SIGMA_THRESHOLD
 
@@ -61,6 +63,8 @@ def _p(name: str, default: Any, description: str, **spec: Any) -> Any:
 
 
 _MODES = tuple(m.value for m in PredictionMode)
+#: The map core's defaults, which the ``mapping.*`` parameters share.
+_MAP = MapConfig()
 _CLASS_NAMES = tuple(c.name for c in SSC_CLASSES)
 
 
@@ -78,9 +82,17 @@ class NodeParams:
                                     "initialised model when no checkpoint is given. Outputs are meaningless; the node "
                                     "says so in its log and diagnostics.")
     device: str = _p("device", "cpu", "Torch device: cpu, cuda or cuda:N.")
-    precision: str = _p("precision", "fp32", "Inference precision: fp32, or bf16 (autocast for the image "
-                        "encoder; voxel queries stay float32).",
-                        choices=("fp32", "bf16"))
+    precision: str = _p("precision", "fp32", "Inference precision: " + "; ".join(
+                        f"{k}: {v}" for k, v in PRECISIONS.items()) + ". tf32 and bf16 are meant for GPUs.",
+                        choices=tuple(PRECISIONS))
+    compile: bool = _p("compile", False, "torch.compile the encoder and the voxel query (fixed shapes; CUDA graphs "
+                       "on CUDA), compiled during the start-up warm-up; when compiling fails the node says so and "
+                       "runs eagerly.")
+    warm_up: bool = _p("warm_up", True, "Run one synthetic frame at start-up (and compile, with compile) so the "
+                       "first real frame is not slow.")
+    max_rate_hz: float = _p("max_rate_hz", 0.0, "Process at most this many frames per second (0: no limit); "
+                            "paired frames beyond it are dropped (diagnostics: frames_rate_limited).", min=0.0,
+                            max=1000.0)
     prediction_mode: str = _p("prediction_mode", "stego_kmeans", "Semantic prediction mode.", choices=_MODES)
     density_threshold_per_m: float = _p("density_threshold_per_m", SIGMA_THRESHOLD, "Grown density (1/m) above "
                                         f"which a voxel is occupied (SSCBench: {SIGMA_THRESHOLD:g}).", min=0.0,
@@ -158,40 +170,48 @@ class NodeParams:
                                         min=0.0, max=1000.0)
     mapping_pose_timeout_s: float = _p("mapping.pose_timeout_s", 0.1, "How long the worker waits for the camera "
                                        "pose at the image stamp to arrive in TF (s).", min=0.0, max=5.0)
-    mapping_voxel_size_m: float = _p("mapping.voxel_size_m", 0.2, "Map voxel edge (m); the lattice is fixed in "
-                                     "mapping.frame.", min=0.01, max=10.0)
-    mapping_size_m: tuple[float, ...] = _p("mapping.size_m", [51.2, 51.2, 6.4], "Extent [x, y, z] (m) of the "
-                                           "window the map keeps around the camera; multiples of "
-                                           "mapping.voxel_size_m.", lengths=(3,))
-    mapping_center_offset_m: tuple[float, ...] = _p("mapping.center_offset_m", [0.0, 0.0, 1.4], "Window centre "
-                                                    "relative to the camera, map axes (m); z 1.4 puts a 6.4 m window "
-                                                    "1.8 m below and 4.6 m above the camera.", lengths=(3,))
-    mapping_recenter_distance_m: tuple[float, ...] = _p("mapping.recenter_distance_m", [2.0, 2.0, 1.0], "The "
-                                                        "window moves once the camera is further than this from its "
-                                                        "centre along an axis (m); voxels leaving it are forgotten.",
-                                                        lengths=(3,))
-    mapping_p_hit: float = _p("mapping.p_hit", 0.7, "Largest occupancy probability one frame can assert (OctoMap "
-                              "prob_hit 0.7).", min=0.0, max=1.0)
-    mapping_p_miss: float = _p("mapping.p_miss", 0.4, "Smallest occupancy probability one frame can assert (OctoMap "
-                               "prob_miss 0.4).", min=0.0, max=1.0)
-    mapping_p_min: float = _p("mapping.p_min", 0.12, "Lower clamp of the fused occupancy probability (OctoMap "
-                              "0.1192).", min=0.0, max=1.0)
-    mapping_p_max: float = _p("mapping.p_max", 0.97, "Upper clamp of the fused occupancy probability (OctoMap "
-                              "0.971).", min=0.0, max=1.0)
-    mapping_occupied_probability: float = _p("mapping.occupied_probability", 0.5, "Fused probability above which a "
-                                             "map voxel is occupied.", min=0.0, max=1.0)
-    mapping_probability_gain: float = _p("mapping.probability_gain", 1.0, "Slope of a frame's log-odds update around "
-                                         "its occupied/empty cut-off (large: binary hit/miss).", min=0.001, max=1000.0)
-    mapping_occluded_weight: float = _p("mapping.occluded_weight", 0.25, "Weight of voxels a frame completes behind "
-                                        "the visible surface (rendered depth), relative to visible ones.", min=0.0,
-                                        max=1.0)
-    mapping_occlusion_margin_m: float = _p("mapping.occlusion_margin_m", 0.4, "A voxel more than this behind the "
-                                           "rendered depth (m) counts as completed (occluded).", min=0.0, max=100.0)
-    mapping_free_in_front_of_depth: bool = _p("mapping.free_in_front_of_depth", False, "Voxels more than "
-                                              "occlusion_margin_m in front of the rendered depth count as free (the "
-                                              "ray passed through them).")
-    mapping_decay_s: float = _p("mapping.decay_s", 0.0, "A voxel not observed for this long (s, image stamps) "
-                                "returns to unknown (moving objects); 0: never.", min=0.0, max=1e6)
+    mapping_voxel_size_m: float = _p(
+        "mapping.voxel_size_m", _MAP.voxel_size_m, "Map voxel edge (m); the lattice is fixed in mapping.frame.",
+        min=0.01, max=10.0)
+    mapping_size_m: tuple[float, ...] = _p(
+        "mapping.size_m", list(_MAP.size_m), "Extent [x, y, z] (m) of the window the map keeps around the camera; "
+        "multiples of mapping.voxel_size_m.", lengths=(3,))
+    mapping_center_offset_m: tuple[float, ...] = _p(
+        "mapping.center_offset_m", list(_MAP.center_offset_m), "Window centre relative to the camera, map axes (m); "
+        "z 1.4 puts a 6.4 m window 1.8 m below and 4.6 m above the camera.", lengths=(3,))
+    mapping_recenter_distance_m: tuple[float, ...] = _p(
+        "mapping.recenter_distance_m", list(_MAP.recenter_distance_m), "The window moves once the camera is further "
+        "than this from its centre along an axis (m); voxels leaving it are forgotten.", lengths=(3,))
+    mapping_p_hit: float = _p(
+        "mapping.p_hit", _MAP.p_hit, "Largest occupancy probability one frame can assert (OctoMap prob_hit 0.7).",
+        min=0.0, max=1.0)
+    mapping_p_miss: float = _p(
+        "mapping.p_miss", _MAP.p_miss, "Smallest occupancy probability one frame can assert (OctoMap prob_miss "
+        "0.4).", min=0.0, max=1.0)
+    mapping_p_min: float = _p(
+        "mapping.p_min", _MAP.p_min, "Lower clamp of the fused occupancy probability (OctoMap 0.1192).", min=0.0,
+        max=1.0)
+    mapping_p_max: float = _p(
+        "mapping.p_max", _MAP.p_max, "Upper clamp of the fused occupancy probability (OctoMap 0.971).", min=0.0,
+        max=1.0)
+    mapping_occupied_probability: float = _p(
+        "mapping.occupied_probability", _MAP.occupied_probability, "Fused probability above which a map voxel is "
+        "occupied.", min=0.0, max=1.0)
+    mapping_probability_gain: float = _p(
+        "mapping.probability_gain", _MAP.probability_gain, "Slope of a frame's log-odds update around its "
+        "occupied/empty cut-off (large: binary hit/miss).", min=0.001, max=1000.0)
+    mapping_occluded_weight: float = _p(
+        "mapping.occluded_weight", _MAP.occluded_weight, "Weight of voxels a frame completes behind the visible "
+        "surface (rendered depth), relative to visible ones.", min=0.0, max=1.0)
+    mapping_occlusion_margin_m: float = _p(
+        "mapping.occlusion_margin_m", _MAP.occlusion_margin_m, "A voxel more than this behind the rendered depth (m) "
+        "counts as completed (occluded).", min=0.0, max=100.0)
+    mapping_free_in_front_of_depth: bool = _p(
+        "mapping.free_in_front_of_depth", _MAP.free_in_front_of_depth, "Voxels more than occlusion_margin_m in front "
+        "of the rendered depth count as free (the ray passed through them).")
+    mapping_decay_s: float = _p(
+        "mapping.decay_s", _MAP.decay_s, "A voxel not observed for this long (s, image stamps) returns to unknown "
+        "(moving objects); 0: never.", min=0.0, max=1e6)
     mapping_save_dir: str = _p("mapping.save_dir", "", "Folder ~/map/save writes into; empty: "
                                "$ROS_HOME/scenedino_maps (ROS_HOME defaults to ~/.ros).")
     # ---- failures

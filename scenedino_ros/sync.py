@@ -4,6 +4,7 @@
   needs; ``message_filters`` is not on PyPI); ``unpaired_message`` words the warning about images it discarded.
 * ``LatestSlot`` hands the newest pair to the worker: a new pair replaces one still waiting (counted as dropped), so
   a slow model never builds a backlog.
+* ``RateLimiter`` lets at most ``max_rate_hz`` pairs a second through to the worker (the rest are counted).
 * ``RateMeter`` and ``LatencyWindow`` feed the diagnostics.
 
 Stamps are integer nanoseconds. All classes are thread-safe where the node shares them between threads.
@@ -216,6 +217,45 @@ class LatestSlot(Generic[T]):
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+class RateLimiter:
+    """Lets at most one event through per period of ``1 / max_hz`` seconds; counts the others in ``dropped``.
+
+    Time is cut into periods from the first accepted event; an event passes when it falls (rounded to the nearest
+    period) into a later period than the last accepted one. Input at exactly ``max_hz`` therefore passes whole
+    despite arrival jitter of up to half a period, and faster input is thinned to ``max_hz`` on average.
+
+    Args:
+        max_hz: the largest rate let through; 0 lets everything through.
+        clock: seconds, monotonic (tests pass their own).
+    """
+
+    def __init__(self, max_hz: float, clock=time.monotonic):
+        if max_hz < 0:
+            raise ValueError(f"max_hz must be >= 0, got {max_hz}")
+        self.period_s = 1.0 / max_hz if max_hz > 0 else 0.0
+        self._clock = clock
+        self._start: float | None = None
+        self._last = 0
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def allow(self) -> bool:
+        """True if an event arriving now may pass (and counts it as passed); False counts it as dropped."""
+        if not self.period_s:
+            return True
+        now = self._clock()
+        with self._lock:
+            if self._start is None:
+                self._start = now
+                return True
+            period = round((now - self._start) / self.period_s)
+            if period > self._last:
+                self._last = period
+                return True
+            self.dropped += 1
+            return False
 
 
 class RateMeter:

@@ -5,13 +5,14 @@ exact and nothing needs a model.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from scenedino_core.mapping import SemanticMap
+from scenedino_core.mapping import MapConfig, SemanticMap
 from scenedino_core.mapping.observation import FREE, OCCUPANCY_UNKNOWN, UNKNOWN
 from scenedino_core.voxels import VoxelGrid
 from scenedino_ros import params
@@ -118,6 +119,10 @@ def test_every_map_config_field_has_a_parameter_or_a_fixed_value():
     assert set(MAP_CONFIG_PARAMS.values()) <= set(params.names())
     fixed = {"num_classes", "class_unit", "class_prior"}  # the 15 SSC classes, the core's evidence units
     assert set(map_config(from_values({})).to_dict()) == set(MAP_CONFIG_PARAMS) | fixed
+    # the parameters' defaults are the core's: only the per-frame cut-off follows the node's density threshold
+    defaults = map_config(from_values({}))
+    assert dataclasses.replace(defaults, frame_threshold_probability=MapConfig().frame_threshold_probability) == \
+        MapConfig()
 
 
 # ----------------------------------------------------------------------------- fusion

@@ -63,7 +63,7 @@ def test_kitti360_specialisation():
     ({'grid.max_m': [25.5, 12.8, 3.6]}, 'grid.max_m', 'not a multiple of grid.voxel_size_m'),
     ({'grid.max_m': [0.0, 12.8, 3.6]}, 'grid.max_m', 'must exceed min'),
     ({'grid.voxel_size_m': 0.01, 'grid.max_m': [100.0, 12.8, 3.6]}, 'grid.max_m', 'exceeds'),
-    ({'precision': 'fp16'}, 'precision', r"'fp16' is not one of \['fp32', 'bf16'\]"),
+    ({'precision': 'fp16'}, 'precision', r"'fp16' is not one of \['fp32', 'tf32', 'bf16'\]"),
     ({'prediction_mode': 'magic'}, 'prediction_mode', 'is not one of'),
     ({'device': 'gpu0'}, 'device', 'not cpu, cuda or cuda:N'),
     ({'occupancy.min_height_m': 5.0, 'occupancy.max_height_m': 6.0}, 'occupancy.min_height_m', 'no voxel centre'),
@@ -112,7 +112,7 @@ def test_declared_with_descriptors_and_read_back(ros_context):
         assert d.read_only and 'Voxel edge' in d.description
         assert (d.floating_point_range[0].from_value, d.floating_point_range[0].to_value) == (0.01, 10.0)
         assert node.describe_parameter('render.stride_px').integer_range[0].from_value == 1
-        assert 'fp32, bf16' in node.describe_parameter('precision').additional_constraints
+        assert 'fp32, tf32, bf16' in node.describe_parameter('precision').additional_constraints
         from rclpy.parameter import Parameter
         result = node.set_parameters([Parameter('grid.voxel_size_m', value=0.3)])[0]
         assert not result.successful and 'read-only' in result.reason

@@ -30,6 +30,11 @@ GRID = voxels.VoxelGrid(origin=(0.0, -6.0, -0.5), voxel_size=0.5, dims=(24, 24, 
 CAM_IN_GRID = frames.camera_pose_from_rpy([0.0, 0.0, 1.5], [0.0, 3.0, 0.0])
 
 
+def z_major(mask: np.ndarray) -> np.ndarray:
+    """(N, 3) [x, y, z] indices of the True voxels of an (X, Y, Z) mask, x fastest (z slowest)."""
+    return np.argwhere(mask.transpose(2, 1, 0))[:, ::-1]
+
+
 def _frame(h=240, w=320):
     rgb = images.synthetic_street_image((h, w))
     K = np.array([[w * 0.6, 0, w / 2], [0, w * 0.6, h / 2], [0, 0, 1.0]])
@@ -76,8 +81,8 @@ def test_result_shapes_and_ranges(result):
 def test_outputs_are_consistent_with_each_other(result):
     occ = (result.voxel_labels != FREE) & (result.voxel_labels != UNKNOWN)
     assert occ.sum() == len(result.points)
-    np.testing.assert_array_equal(np.argwhere(occ), result.point_index)
-    np.testing.assert_array_equal(result.voxel_labels[occ], result.point_labels)
+    np.testing.assert_array_equal(z_major(occ), result.point_index)  # the voxel grid message's order
+    np.testing.assert_array_equal(result.voxel_labels[tuple(result.point_index.T)], result.point_labels)
     unknown = result.voxel_labels == UNKNOWN
     assert np.all(result.voxel_occupancy[unknown] == OCCUPANCY_UNKNOWN)
     assert np.all(result.voxel_occupancy[~unknown] <= 100)
@@ -93,8 +98,8 @@ def test_voxels_come_from_the_core_query(pipeline, result):
         vol = pipeline.model.encode(images.to_tensor_image(fitted.rgb), torch.from_numpy(fitted.intrinsics).float())
     pred = voxels.predict_voxels(pipeline.model, vol, voxels.voxel_centers_camera(GRID, frames.invert(CAM_IN_GRID)),
                                  GRID.voxel_size)
-    np.testing.assert_array_equal(np.argwhere(pred.occupied), result.point_index)
-    np.testing.assert_array_equal(pred.labels[pred.occupied], result.point_labels)
+    np.testing.assert_array_equal(z_major(pred.occupied), result.point_index)
+    np.testing.assert_array_equal(pred.labels[tuple(result.point_index.T)], result.point_labels)
 
 
 def test_target_frame_outputs(pipeline, result):
@@ -342,4 +347,7 @@ def test_confidence_agrees_with_the_occupancy_decision(pipeline, result):
     passes = pred.in_view & (pred.sigma_grown >= pipeline.config.density_threshold)
     not_empty = TRAINID_TO_SSC[np.where(pred.train_ids == 255, 0, pred.train_ids)] != 0
     np.testing.assert_array_equal(pred.occupied, passes & not_empty)
-    np.testing.assert_allclose(pred.occupancy_probability[pred.occupied], result.point_confidence)
+    occupied = np.zeros(pred.occupied.shape, bool)
+    occupied[idx] = True  # the published voxels (in the voxel grid message's z-major order) are the occupied ones
+    np.testing.assert_array_equal(occupied, pred.occupied)
+    np.testing.assert_allclose(pred.occupancy_probability[idx], result.point_confidence, rtol=1e-6)

@@ -8,7 +8,7 @@ import pytest
 
 from scenedino_core.labels import class_table
 from scenedino_core.pipeline import FREE, UNKNOWN, FrameResult
-from scenedino_core.surface import exposed_voxels, surface_subset
+from scenedino_core.surface import exposed_voxels, point_surface, surface_subset
 from scenedino_core.voxels import VoxelGrid
 
 
@@ -65,6 +65,8 @@ def test_surface_only_outputs():
     names, palette = class_table()
     surface = surface_subset(r.point_index, r.voxel_labels < FREE)
     assert surface.sum() == 56
+    np.testing.assert_array_equal(point_surface(r.point_index, r.grid.dims), surface)  # no dense grid needed
+    r = dataclasses.replace(r, voxel_labels=None, voxel_occupancy=None)  # as without a ~/voxel_grid subscriber
     cloud_dtype = np.dtype({"names": ["x", "y", "z", "confidence"], "formats": ["<f4"] * 4,
                             "offsets": [0, 4, 8, 20], "itemsize": 24})
     for surface_only, expected in ((False, np.ones(len(surface), bool)), (True, surface)):
