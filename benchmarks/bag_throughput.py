@@ -28,6 +28,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))
 
+from report import emit  # noqa: E402
+
 from scenedino_core.checkpoint import save_checkpoint  # noqa: E402
 from scenedino_core.data.synthetic import StreetConfig, StreetWorld, write_kitti360  # noqa: E402
 from scenedino_core.pipeline import Pipeline  # noqa: E402
@@ -79,10 +81,7 @@ def main() -> None:
         text = run(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(text, args.out)
 
 
 def run(args: argparse.Namespace, work: Path) -> str:

@@ -30,6 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))
 
+from report import emit  # noqa: E402
+
 from scenedino_core import geometry, images  # noqa: E402
 from scenedino_core.checkpoint import load_model  # noqa: E402
 from scenedino_core.pipeline import Pipeline, PipelineConfig  # noqa: E402
@@ -105,10 +107,7 @@ def main() -> None:
              "|---|---|---|---|"]
     lines += [f"| {name} | {a:.4%} | {b:.4%} | {ms:.0f} |" for name, a, b, ms in rows]
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ try:
 except ImportError:  # message classes without rclpy (e.g. a GPU host's other Python): no serialisation stage
     serialize_message = None
 
+from report import emit, peak_rss_mb, peak_rss_reset  # noqa: E402
+
 from scenedino_core import images  # noqa: E402
 from scenedino_core.checkpoint import load_model  # noqa: E402
 from scenedino_core.config import SceneDINOConfig  # noqa: E402
@@ -178,18 +180,6 @@ def camera_messages(stamp_ns: int = 1_700_000_000_000_000_000) -> tuple[Image, C
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10 ** 9)
         msg.header.frame_id = "camera_00_optical"
     return image, info
-
-
-def peak_rss_reset() -> None:
-    """Reset the kernel's peak-RSS counter (VmHWM) of this process to its current RSS."""
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def sync(device: torch.device) -> None:
@@ -326,10 +316,7 @@ def main() -> None:
         text = run(args, p, model, weights, scenarios, precisions, base, checkpoint)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(text, args.out)
 
 
 def run(args, p, model: SceneDINO, weights: str, scenarios: list[str], precisions: list[str],

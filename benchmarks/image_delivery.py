@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from report import emit  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 TOPIC = "/delivery/image"
 SIZES = ((640, 192), (1408, 376), (1280, 720), (1920, 1080))
@@ -235,10 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(subprocess.run(["unshare", "-n", "sh", "-c", cmd], env=env, check=False).returncode)
     results = {r: trial(args, r) for r in args.publishers.split(",")}
     text = table(args, results)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

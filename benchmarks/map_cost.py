@@ -33,20 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from map_frames import DEMO_CHECKPOINT, GRID, ROOT, DriveSettings, drive_predictions, predict_frame  # noqa: E402
 from map_quality import pipeline_arrays  # noqa: E402
+from report import rss_mb  # noqa: E402
 
 from scenedino_core.checkpoint import load_model  # noqa: E402
 from scenedino_core.data.synthetic import StreetConfig, StreetWorld  # noqa: E402
 from scenedino_core.files import atomic_write_text  # noqa: E402
 from scenedino_core.mapping import MapConfig, ObservationBuilder, SemanticMap  # noqa: E402
-
-
-def rss_mb() -> float:
-    """Resident set size of this process (MB, /proc)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def yaw_pose(x: float, y: float, yaw_deg: float) -> np.ndarray:

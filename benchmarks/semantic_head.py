@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import emit  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode
 
 from scenedino_core.config import SceneDINOConfig
@@ -79,10 +80,7 @@ def main() -> None:
              "| computation | GFLOP | ms | GFLOP/s |", "|---|---|---|---|"]
     lines += [f"| {name} | {g:.1f} | {ms:.0f} | {rate:.0f} |" for name, g, ms, rate in rows]
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

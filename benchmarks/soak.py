@@ -32,6 +32,7 @@ from geometry_msgs.msg import TransformStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from report import emit, rss_mb  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from tf2_msgs.msg import TFMessage
 
@@ -79,13 +80,6 @@ def transform(parent: str, child: str, stamp, T: np.ndarray) -> TransformStamped
     r = t.transform.rotation
     r.x, r.y, r.z, r.w = qx, qy, qz, qw
     return t
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -236,10 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"- frames fused into the map in every interval: {'yes' if fused_throughout else 'NO'} "
                      f"({rows[-1]['fused'] if rows else 0} in all, {rows[-1]['maps'] if rows else 0} map clouds)")
     report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+    emit(report, args.out)
     ok = alive and outputs_throughout and fused_throughout and node.counts["failed"] == pipeline.injected
     return 0 if ok else 1
 

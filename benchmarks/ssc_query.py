@@ -24,6 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))
 
+from report import emit, peak_rss_mb, peak_rss_reset, rss_mb  # noqa: E402
+
 from scenedino_core import images  # noqa: E402
 from scenedino_core.checkpoint import load_model  # noqa: E402
 from scenedino_core.config import SceneDINOConfig  # noqa: E402
@@ -32,25 +34,6 @@ from scenedino_core.sscbench import grid  # noqa: E402
 from scenedino_core.voxels import predict_voxels  # noqa: E402
 
 REFERENCE = ROOT.parent / "shared" / "reference" / "upstream_v1"
-
-
-def peak_rss_reset() -> None:
-    """Reset the kernel's peak-RSS counter (VmHWM) of this process."""
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def current_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def build_model() -> tuple[SceneDINO, str]:
@@ -69,7 +52,7 @@ def build_model() -> tuple[SceneDINO, str]:
 
 def timed(fn):
     peak_rss_reset()
-    base = current_rss_mb()
+    base = rss_mb()
     start = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - start, peak_rss_mb() - base
@@ -111,10 +94,7 @@ def main() -> None:
         lines.append(f"| {scenario} | {share:.1%} | {t_fast:.1f} | {m_fast:.0f} | {t_full:.1f} | {m_full:.0f} | "
                      f"{t_full / t_fast:.1f}x | {'yes' if identical else 'NO'} |")
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

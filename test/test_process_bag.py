@@ -25,10 +25,10 @@ pytest.importorskip('scenedino_ros.msg', reason='scenedino_ros.msg is not genera
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from nav_msgs.msg import OccupancyGrid  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
+from ros_spin import spin_in_threads  # noqa: E402
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime  # noqa: E402
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
@@ -205,12 +205,7 @@ class LiveNode:
             qos = reliable if name != 'occupancy' else QoSProfile(
                 depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
             self.tester.create_subscription(msg_type, f'/scenedino/{name}', self._store(name), qos)
-        self.executors = []
-        for n in (self.node, self.tester):
-            executor = SingleThreadedExecutor(context=context)
-            executor.add_node(n)
-            threading.Thread(target=executor.spin, daemon=True).start()
-            self.executors.append(executor)
+        self.executors = spin_in_threads(context, self.node, self.tester)
 
     def _store(self, name):
         def callback(msg):

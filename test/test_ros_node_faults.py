@@ -15,13 +15,14 @@ import torch
 
 rclpy = pytest.importorskip('rclpy', reason='rclpy is not installed (scripts/setup.sh installs the ROS 2 wheels)')
 
+import ros_spin  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rcl_interfaces.srv import GetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from ros_spin import spin_in_threads  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from conftest import tiny_model  # noqa: E402
@@ -60,11 +61,7 @@ class FaultyPipeline:
 
 
 def wait_until(condition, what: str, timeout: float = WAIT_S):
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f'timed out waiting for {what}')
-        time.sleep(0.02)
+    ros_spin.wait_until(condition, what, timeout)
 
 
 class Rig:
@@ -85,12 +82,7 @@ class Rig:
         self.node = node_module.SceneDinoNode(
             'scenedino', pipeline=self.pipeline, context=context, namespace=namespace,
             parameter_overrides=SMALL_GRID + [Parameter('log_throttle_s', value=0.0)] + overrides)
-        self.executors = []
-        for n in (self.node, self.tester):
-            executor = SingleThreadedExecutor(context=context)
-            executor.add_node(n)
-            threading.Thread(target=executor.spin, daemon=True).start()
-            self.executors.append(executor)
+        self.executors = spin_in_threads(context, self.node, self.tester)
         wait_until(lambda: self.pub_image.get_subscription_count() and self.pub_info.get_subscription_count()
                    and self.node.count_subscribers(f'{namespace}/scenedino/semantic_points'), 'matching')
         time.sleep(0.5)  # let the reliable endpoints finish matching

@@ -2,8 +2,6 @@
 outputs nobody subscribes to are not built, and ``max_rate_hz`` drops and counts frames. Counts only, no timings."""
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -12,10 +10,11 @@ import pytest
 
 rclpy = pytest.importorskip('rclpy', reason='rclpy is not installed (scripts/setup.sh --ros-wheels)')
 
+import ros_spin  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from ros_spin import spin_in_threads  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from scenedino_core.images import synthetic_street_image  # noqa: E402
@@ -43,10 +42,7 @@ def camera_messages(stamp_ns: int) -> tuple[Image, CameraInfo]:
 
 
 def wait_until(condition, what: str) -> None:
-    end = time.monotonic() + TIMEOUT_S
-    while not condition():
-        assert time.monotonic() < end, f'timed out waiting for {what}'
-        time.sleep(0.02)
+    ros_spin.wait_until(condition, what, TIMEOUT_S)
 
 
 class InProcessNode:
@@ -75,12 +71,7 @@ class InProcessNode:
         self.tester = Node(f'tester_{ns.strip("/")}', context=context)
         self.pub_image = self.tester.create_publisher(Image, f'{ns}/image_raw', RELIABLE)
         self.pub_info = self.tester.create_publisher(CameraInfo, f'{ns}/camera_info', RELIABLE)
-        self.executors = []
-        for n in (self.node, self.tester):
-            executor = SingleThreadedExecutor(context=context)
-            executor.add_node(n)
-            threading.Thread(target=executor.spin, daemon=True).start()
-            self.executors.append(executor)
+        self.executors = spin_in_threads(context, self.node, self.tester)
         wait_until(lambda: self.pub_image.get_subscription_count() and self.pub_info.get_subscription_count(),
                    'the node to subscribe to the camera')
 
