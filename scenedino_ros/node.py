@@ -7,9 +7,9 @@ image_transport does), and ``camera_info``; SensorData QoS whose reliability fol
 Callbacks only validate headers and pair by stamp (O(1)); a worker thread runs the model on the newest pair, so
 callbacks never block and frames that arrive while it is busy are dropped and counted (as are pairs beyond
 ``max_rate_hz``). Outputs without subscribers are not built (the latched ``~/occupancy`` always is); a synthetic
-warm-up frame runs when the node is configured. Per-frame errors (bad
-input, exceptions and out of memory inside the model) are logged (throttled per kind), counted and the frame is
-skipped; device memory is released after a failure, and the log and diagnostics turn ERROR after
+warm-up frame runs when the node is configured. Per-frame errors (bad input, exceptions and out of memory inside
+the model) are logged (throttled per kind), counted and the frame is skipped; device memory is released after a
+failure, and the log and diagnostics turn ERROR after
 ``max_consecutive_failures`` failed frames in a row. Only startup errors (parameters, checkpoint, device) stop the
 node. The worker's per-frame work (conversion, camera pose, model, output messages) is ``scenedino_ros.outputs``,
 shared with ``scenedino-process-bag`` (``scenedino_ros.bag.process``).
