@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.reference / "manifest_v1.tsv").is_file():
         raise SystemExit(f"no upstream_v1 fixture at {args.reference} (give --reference)")
-    from fixture_weights import synthetic_state_dict
+    from fixture_weights import write_official_checkpoint
 
     inputs = dict(np.load(args.reference / "inputs.npz"))
     expected = np.load(args.reference / "expected.npz")["ssc_label_full"]
@@ -77,9 +77,7 @@ def main() -> None:
     K = geometry.denormalize_intrinsics(torch.from_numpy(inputs["K"]).double(), (192, 640)).numpy()
     work = Path(tempfile.mkdtemp(prefix="fixture_agreement."))
     try:
-        torch.save(synthetic_state_dict(args.reference / "manifest_v1.tsv", verify=False), work / "checkpoint.pt")
-        shutil.copy(args.reference / "training_config.yaml", work / "training_config.yaml")
-        model = load_model(work / "checkpoint.pt")
+        model = load_model(write_official_checkpoint(args.reference, work, verify=False))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -78,11 +78,10 @@ OUTSIDE = ("convert", "pose", "fit", "outputs", "messages", "serialise")
 def build_checkpoint(folder: Path, reference: Path = REFERENCE) -> tuple[Path, str]:
     """Write the tests' official-layout ViT-B/8 checkpoint (synthetic weights), or random full-size weights."""
     if (reference / "manifest_v1.tsv").is_file():
-        from fixture_weights import synthetic_state_dict
+        from fixture_weights import write_official_checkpoint
 
-        torch.save(synthetic_state_dict(reference / "manifest_v1.tsv", verify=False), folder / "checkpoint.pt")
-        shutil.copy(reference / "training_config.yaml", folder / "training_config.yaml")
-        return folder / "checkpoint.pt", "upstream fixture weights, official layout (ViT-B/8)"
+        return (write_official_checkpoint(reference, folder, verify=False),
+                "upstream fixture weights, official layout (ViT-B/8)")
     from scenedino_core.checkpoint import save_checkpoint
 
     torch.manual_seed(0)

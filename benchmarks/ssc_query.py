@@ -38,12 +38,10 @@ REFERENCE = ROOT.parent / "shared" / "reference" / "upstream_v1"
 
 def build_model() -> tuple[SceneDINO, str]:
     if (REFERENCE / "manifest_v1.tsv").is_file():
-        from fixture_weights import synthetic_state_dict
+        from fixture_weights import write_official_checkpoint
 
         tmp = Path(tempfile.mkdtemp())
-        torch.save(synthetic_state_dict(REFERENCE / "manifest_v1.tsv", verify=False), tmp / "checkpoint.pt")
-        shutil.copy(REFERENCE / "training_config.yaml", tmp / "training_config.yaml")
-        model = load_model(tmp / "checkpoint.pt")
+        model = load_model(write_official_checkpoint(REFERENCE, tmp, verify=False))
         shutil.rmtree(tmp)
         return model, "upstream fixture weights (ViT-B/8)"
     torch.manual_seed(0)

@@ -43,15 +43,9 @@ def tiny_checkpoint(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def official_v1_checkpoint(tmp_path_factory) -> Path:
     """The upstream_v1 fixture's weights in the official checkpoint layout (760 MB), written once per session."""
-    import shutil
+    from fixture_weights import write_official_checkpoint
 
-    from fixture_weights import synthetic_state_dict
-
-    upstream = reference_dir("upstream_v1")
-    folder = tmp_path_factory.mktemp("official_v1")
-    torch.save(synthetic_state_dict(upstream / "manifest_v1.tsv"), folder / "checkpoint.pt")
-    shutil.copy(upstream / "training_config.yaml", folder / "training_config.yaml")
-    return folder / "checkpoint.pt"
+    return write_official_checkpoint(reference_dir("upstream_v1"), tmp_path_factory.mktemp("official_v1"))
 
 
 def reference_dir(name: str) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,3 +101,12 @@ def synthetic_state_dict(manifest: Path, verify: bool = True) -> dict[str, torch
             assert sha256_16(t) == row.sha256_16, f"{row.key}: synthetic tensor does not match the manifest digest"
         state[row.key] = t
     return state
+
+
+def write_official_checkpoint(reference: Path, folder: Path, verify: bool = True) -> Path:
+    """The upstream fixture's weights (``reference``/manifest_v1.tsv) as an official-layout checkpoint in ``folder``,
+    with the fixture's training_config.yaml beside it (what ``load_model`` reads for official checkpoints)."""
+    checkpoint = folder / "checkpoint.pt"
+    torch.save(synthetic_state_dict(reference / "manifest_v1.tsv", verify=verify), checkpoint)
+    shutil.copy(reference / "training_config.yaml", folder / "training_config.yaml")
+    return checkpoint
